@@ -1,0 +1,81 @@
+"""``fhir-checker rules``: list the rules, or show one rule's doc."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("rules", help="list rules, or show one rule's doc (rules ID)")
+    p.add_argument("rule", nargs="?", help="rule id (e.g. PTP001) or name")
+    p.add_argument("--profile", help="show what this rule pack turns on, at which severity")
+    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..packs import PackError, load_pack
+    from ..registry import all_rules, get_rule, select_rules
+
+    if args.rule:
+        try:
+            r = get_rule(args.rule)
+        except KeyError:
+            print(f"fhir-checker: no rule {args.rule!r} (see 'fhir-checker rules')", file=sys.stderr)
+            return 2
+        print(f"{r.id}  {r.name}\n")
+        print(
+            f"category: {r.category or '-'}   default severity: {r.severity.value}   "
+            f"issue type: {r.issue_type}   settings: {', '.join(r.settings)}"
+            + (f"   I/OCE edit: {r.ioce_edit}" if r.ioce_edit else "")
+        )
+        print(f"\n{r.summary}\n\n{r.doc}")
+        return 0
+    rules = all_rules()
+    enabled = {r.id for r in rules}
+    severity: dict[str, str] = {}
+    if args.profile:
+        try:
+            pack = load_pack(args.profile)
+        except PackError as exc:
+            print(f"fhir-checker: {exc}", file=sys.stderr)
+            return 2
+        enabled = {r.id for r in select_rules(pack.select, pack.ignore)}
+        severity = {k: v.value for k, v in pack.severity.items()}
+        print(f"rule pack {pack.label()}: {pack.title} (setting: {pack.setting})")
+    if args.format == "json":
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "name": r.name,
+                        "category": r.category,
+                        "severity": severity.get(r.id, r.severity.value),
+                        "enabled": r.id in enabled,
+                        "summary": r.summary,
+                        "settings": list(r.settings),
+                    }
+                    for r in rules
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    if args.format == "markdown":
+        for r in rules:
+            print(
+                f"## {r.id} {r.name}\n\n*{r.category or '-'}, {r.severity.value}*: {r.summary}\n\n"
+                + r.doc.replace("## ", "### ")
+                + "\n"
+            )
+        return 0
+    for r in rules:
+        mark = " " if r.id in enabled else "-"
+        sev = severity.get(r.id, r.severity.value)
+        print(f"{mark} {r.id:<7} {r.name:<34} {r.category or '-':<18} {sev:<11} {r.summary}")
+    return 0

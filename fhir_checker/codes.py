@@ -1,0 +1,68 @@
+"""Code systems in real use on US claims, and the shape of their codes."""
+
+from __future__ import annotations
+
+import re
+
+CPT = "http://www.ama-assn.org/go/cpt"
+HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+HCPCS_OID = "urn:oid:2.16.840.1.113883.6.285"
+HCPCS_OLD = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD10CM_OID = "urn:oid:2.16.840.1.113883.6.90"
+MODIFIER_SYSTEMS = frozenset(
+    {
+        CPT,
+        HCPCS,
+        HCPCS_OID,
+        HCPCS_OLD,
+        "http://terminology.hl7.org/CodeSystem/modifiers",
+        "urn:oid:2.16.840.1.113883.6.12",
+    }
+)
+
+#: Procedure code systems: system URI -> our kind ("cpt" or "hcpcs").
+PROCEDURE_SYSTEMS: dict[str, str] = {
+    CPT: "cpt",
+    "urn:oid:2.16.840.1.113883.6.12": "cpt",
+    HCPCS: "hcpcs",
+    HCPCS_OID: "hcpcs",
+    HCPCS_OLD: "hcpcs",
+    "http://www.cms.gov/medicare/coding/hcpcsreleasecodesets": "hcpcs",
+}
+DIAGNOSIS_SYSTEMS = frozenset({ICD10CM, ICD10CM_OID})
+
+_CPT_RE = re.compile(r"^(?:\d{5}|\d{4}[FTU])$")
+_HCPCS_L2_RE = re.compile(r"^[A-V]\d{4}$")
+_ICD10_RE = re.compile(r"^[A-Z]\d[0-9A-Z](?:\.?[0-9A-Z]{1,4})?$")
+
+
+def is_cpt_format(code: str) -> bool:
+    """CPT: five digits (Category I) or four digits + F (II), T (III) or U (PLA)."""
+    return bool(_CPT_RE.match(code))
+
+
+def is_hcpcs_level2_format(code: str) -> bool:
+    return bool(_HCPCS_L2_RE.match(code))
+
+
+def procedure_kind(system: str | None, code: str) -> str | None:
+    """'cpt', 'hcpcs' or None for a code outside the procedure systems we know.
+
+    Many EHRs send Level I (CPT) codes under the HCPCS system, since HCPCS Level I *is*
+    CPT; the code's shape decides between the two within the HCPCS systems.
+    """
+    kind = PROCEDURE_SYSTEMS.get(system or "")
+    if kind == "hcpcs" and code[:1].isdigit():
+        return "cpt"
+    return kind
+
+
+def normalise_icd10(code: str) -> str:
+    """ICD-10-CM in dotted form, upper case (``c9200`` -> ``C92.00``)."""
+    c = code.strip().upper().replace(".", "")
+    return c if len(c) <= 3 else f"{c[:3]}.{c[3:]}"
+
+
+def is_icd10_format(code: str) -> bool:
+    return bool(_ICD10_RE.match(code.strip().upper()))

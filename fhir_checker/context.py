@@ -1,0 +1,378 @@
+"""ClaimContext: everything rules read, computed once per claim from the raw input.
+
+Rules never walk raw JSON: they read claim lines, diagnoses, the patient and the clinical
+record from here. The builder is defensive: a malformed element becomes ``None`` (and a
+``structure`` finding elsewhere), never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from .codes import DIAGNOSIS_SYSTEMS, normalise_icd10, procedure_kind
+from .loader import Entry, InputDocument
+from .references import ReferenceIndex, Resolved
+
+if TYPE_CHECKING:
+    from .packs import RulePack
+    from .tables import Tables
+
+PRACTITIONER = "practitioner"
+OUTPATIENT_HOSPITAL = "outpatient-hospital"
+
+BIRTHSEX_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
+
+
+def parse_date(value: Any) -> date | None:
+    """FHIR date or dateTime -> date (None when absent or malformed)."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str) or len(value) < 16:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _positive_ints(value: Any) -> tuple[int, ...]:
+    return tuple(v for v in _list(value) if isinstance(v, int) and not isinstance(v, bool))
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    system: str | None
+    code: str
+    path: str  # FHIRPath of the Coding
+
+
+def codings(concept: Any, path: str) -> list[Coding]:
+    out = []
+    for i, c in enumerate(_list(_dict(concept).get("coding"))):
+        c = _dict(c)
+        code = c.get("code")
+        if isinstance(code, str) and code.strip():
+            system = c.get("system")
+            out.append(
+                Coding(system if isinstance(system, str) else None, code.strip(), f"{path}.coding[{i}]")
+            )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Modifier:
+    code: str
+    path: str  # e.g. Claim.item[2].modifier[0]
+
+
+@dataclass
+class ClaimLine:
+    """One ``Claim.item``: what was billed, on which date, for what."""
+
+    index: int  # 0-based position in Claim.item
+    path: str  # "Claim.item[2]"
+    sequence: int | None
+    system: str | None
+    code: str | None
+    code_path: str  # FHIRPath of the billed code (the Coding, or productOrService)
+    kind: str | None  # "cpt", "hcpcs" (Level II) or None (unknown system)
+    modifiers: tuple[Modifier, ...]
+    units: float | None
+    service_date: date | None  # date of service: item date, else claim billablePeriod start
+    service_end: date | None
+    date_from_claim: bool  # True when the line has no date of its own
+    diagnosis_sequences: tuple[int, ...]
+    procedure_sequences: tuple[int, ...]
+    information_sequences: tuple[int, ...]
+    care_team_sequences: tuple[int, ...]
+    revenue: str | None
+    raw: dict[str, Any]
+
+    @property
+    def modifier_codes(self) -> frozenset[str]:
+        return frozenset(m.code for m in self.modifiers)
+
+    @property
+    def is_level2(self) -> bool:
+        return self.kind == "hcpcs"
+
+
+@dataclass
+class Diagnosis:
+    index: int
+    path: str  # Claim.diagnosis[0]
+    sequence: int | None
+    code: str | None  # dotted ICD-10-CM, upper case
+    code_path: str
+    system: str | None
+    raw: dict[str, Any]
+    condition: Resolved | None = None
+
+
+@dataclass
+class ClaimProcedure:
+    """A ``Claim.procedure`` entry and the Procedure it points at, if any."""
+
+    index: int
+    path: str
+    sequence: int | None
+    reference: str | None
+    resolved: Resolved | None
+    codes: tuple[Coding, ...]
+    date: date | None
+
+
+@dataclass
+class Patient:
+    birth_date: date | None
+    sex: str | None  # "male", "female" or None (unknown/other)
+    resolved: Resolved | None
+
+    def age_on(self, on: date | None) -> int | None:
+        """Age in whole years on a date of service."""
+        b = self.birth_date
+        if b is None or on is None:
+            return None
+        years = on.year - b.year - ((on.month, on.day) < (b.month, b.day))
+        return years if years >= 0 else None
+
+
+@dataclass
+class ClaimContext:
+    doc: InputDocument
+    refs: ReferenceIndex
+    tables: Tables
+    pack: RulePack
+    today: date
+    setting: str
+    claim_type: str | None
+    created: date | None
+    lines: list[ClaimLine]
+    diagnoses: list[Diagnosis]
+    procedures: list[ClaimProcedure]
+    patient: Patient
+    care_team_sequences: frozenset[int]
+    supporting_info_sequences: frozenset[int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def claim(self) -> dict[str, Any]:
+        return self.doc.claim
+
+    @property
+    def claim_id(self) -> str | None:
+        return self.doc.claim_id
+
+    @property
+    def is_professional(self) -> bool:
+        return self.setting == PRACTITIONER
+
+    @property
+    def is_institutional(self) -> bool:
+        return self.setting == OUTPATIENT_HOSPITAL
+
+    def resolve(self, reference: Any, container: str = "Claim") -> Resolved | None:
+        ref = _dict(reference).get("reference")
+        return self.refs.resolve(ref, container) if isinstance(ref, str) else None
+
+    def resources(self, resource_type: str) -> list[Entry]:
+        """Every resource of that type in the input (bundle entries and contained)."""
+        return self.refs.of_type(resource_type)
+
+    def coded_lines(self) -> Iterator[ClaimLine]:
+        """Lines with a billed code."""
+        return (ln for ln in self.lines if ln.code)
+
+    @cached_property
+    def lines_by_date(self) -> dict[date, list[ClaimLine]]:
+        out: dict[date, list[ClaimLine]] = {}
+        for ln in self.lines:
+            if ln.code and ln.service_date is not None:
+                out.setdefault(ln.service_date, []).append(ln)
+        return out
+
+    def diagnosis_by_sequence(self, seq: int) -> Diagnosis | None:
+        for d in self.diagnoses:
+            if d.sequence == seq:
+                return d
+        return None
+
+    def procedure_by_sequence(self, seq: int) -> ClaimProcedure | None:
+        for p in self.procedures:
+            if p.sequence == seq:
+                return p
+        return None
+
+
+def _setting(claim: dict[str, Any], pack: RulePack) -> tuple[str, str | None]:
+    claim_type = None
+    for c in codings(claim.get("type"), "Claim.type"):
+        claim_type = c.code
+        break
+    if pack.setting in (PRACTITIONER, OUTPATIENT_HOSPITAL):
+        return pack.setting, claim_type
+    if claim_type == "institutional":
+        return OUTPATIENT_HOSPITAL, claim_type
+    return PRACTITIONER, claim_type
+
+
+def _line(index: int, item: dict[str, Any], claim_start: date | None, claim_end: date | None) -> ClaimLine:
+    path = f"Claim.item[{index}]"
+    cc = codings(item.get("productOrService"), f"{path}.productOrService")
+    chosen = next((c for c in cc if procedure_kind(c.system, c.code)), cc[0] if cc else None)
+    code = chosen.code.upper() if chosen else None
+    kind = procedure_kind(chosen.system, chosen.code) if chosen else None
+    mods: list[Modifier] = []
+    for i, m in enumerate(_list(item.get("modifier"))):
+        mc = codings(m, f"{path}.modifier[{i}]")
+        if mc:
+            mods.append(Modifier(mc[0].code.upper(), f"{path}.modifier[{i}]"))
+    qty = _dict(item.get("quantity")).get("value")
+    units = float(qty) if isinstance(qty, int | float) and not isinstance(qty, bool) else None
+    period = _dict(item.get("servicedPeriod"))
+    own = parse_date(item.get("servicedDate")) or parse_date(period.get("start"))
+    own_end = parse_date(period.get("end")) if period else None
+    seq = item.get("sequence")
+    rev = codings(item.get("revenue"), f"{path}.revenue")
+    return ClaimLine(
+        index=index,
+        path=path,
+        sequence=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        system=chosen.system if chosen else None,
+        code=code,
+        code_path=chosen.path
+        if chosen
+        else f"{path}.productOrService"
+        if "productOrService" in item
+        else path,
+        kind=kind,
+        modifiers=tuple(mods),
+        units=units,
+        service_date=own or claim_start,
+        service_end=own_end or (None if own else claim_end),
+        date_from_claim=own is None,
+        diagnosis_sequences=_positive_ints(item.get("diagnosisSequence")),
+        procedure_sequences=_positive_ints(item.get("procedureSequence")),
+        information_sequences=_positive_ints(item.get("informationSequence")),
+        care_team_sequences=_positive_ints(item.get("careTeamSequence")),
+        revenue=rev[0].code if rev else None,
+        raw=item,
+    )
+
+
+def _patient(claim: dict[str, Any], refs: ReferenceIndex) -> Patient:
+    ref = _dict(claim.get("patient")).get("reference")
+    resolved = refs.resolve(ref) if isinstance(ref, str) else None
+    if resolved is None or resolved.resource_type != "Patient":
+        return Patient(None, None, resolved)
+    p = resolved.resource
+    sex: str | None = None
+    for ext in _list(p.get("extension")):
+        if _dict(ext).get("url") == BIRTHSEX_URL:
+            sex = {"M": "male", "F": "female"}.get(str(_dict(ext).get("valueCode")))
+    if sex is None:
+        g = p.get("gender")
+        sex = g if g in ("male", "female") else None
+    return Patient(parse_date(p.get("birthDate")), sex, resolved)
+
+
+def build_context(doc: InputDocument, tables: Tables, pack: RulePack, today: date) -> ClaimContext:
+    claim = doc.claim
+    refs = ReferenceIndex(doc)
+    setting, claim_type = _setting(claim, pack)
+    bp = _dict(claim.get("billablePeriod"))
+    claim_start, claim_end = parse_date(bp.get("start")), parse_date(bp.get("end"))
+    lines = [
+        _line(i, item, claim_start, claim_end)
+        for i, item in enumerate(_list(claim.get("item")))
+        if isinstance(item, dict)
+    ]
+    diagnoses: list[Diagnosis] = []
+    for i, d in enumerate(_list(claim.get("diagnosis"))):
+        if not isinstance(d, dict):
+            continue
+        path = f"Claim.diagnosis[{i}]"
+        seq = d.get("sequence")
+        cc = codings(d.get("diagnosisCodeableConcept"), f"{path}.diagnosisCodeableConcept")
+        condition = None
+        if "diagnosisReference" in d:
+            condition = refs.resolve(str(_dict(d["diagnosisReference"]).get("reference", "")))
+            if condition is not None and condition.resource_type == "Condition":
+                cc = codings(condition.resource.get("code"), f"{condition.entry.path}.code")
+        dx = next((c for c in cc if c.system in DIAGNOSIS_SYSTEMS), cc[0] if cc else None)
+        diagnoses.append(
+            Diagnosis(
+                index=i,
+                path=path,
+                sequence=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+                code=normalise_icd10(dx.code)
+                if dx and dx.system in DIAGNOSIS_SYSTEMS
+                else (dx.code if dx else None),
+                code_path=dx.path if dx else path,
+                system=dx.system if dx else None,
+                raw=d,
+                condition=condition,
+            )
+        )
+    procedures: list[ClaimProcedure] = []
+    for i, p in enumerate(_list(claim.get("procedure"))):
+        if not isinstance(p, dict):
+            continue
+        path = f"Claim.procedure[{i}]"
+        seq = p.get("sequence")
+        ref = _dict(p.get("procedureReference")).get("reference")
+        resolved = refs.resolve(ref) if isinstance(ref, str) else None
+        if resolved is not None and resolved.resource_type == "Procedure":
+            pc = codings(resolved.resource.get("code"), f"{resolved.entry.path}.code")
+        else:
+            pc = codings(p.get("procedureCodeableConcept"), f"{path}.procedureCodeableConcept")
+        procedures.append(
+            ClaimProcedure(
+                index=i,
+                path=path,
+                sequence=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+                reference=ref if isinstance(ref, str) else None,
+                resolved=resolved,
+                codes=tuple(pc),
+                date=parse_date(p.get("date")),
+            )
+        )
+    return ClaimContext(
+        doc=doc,
+        refs=refs,
+        tables=tables,
+        pack=pack,
+        today=today,
+        setting=setting,
+        claim_type=claim_type,
+        created=parse_date(claim.get("created")),
+        lines=lines,
+        diagnoses=diagnoses,
+        procedures=procedures,
+        patient=_patient(claim, refs),
+        care_team_sequences=frozenset(
+            s for ct in _list(claim.get("careTeam")) if isinstance(s := _dict(ct).get("sequence"), int)
+        ),
+        supporting_info_sequences=frozenset(
+            s for si in _list(claim.get("supportingInfo")) if isinstance(s := _dict(si).get("sequence"), int)
+        ),
+    )

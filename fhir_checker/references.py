@@ -1,0 +1,70 @@
+"""Resolve FHIR references inside the input: fullUrl, ``Type/id``, absolute URLs, ``#id``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .loader import Entry, InputDocument
+
+
+@dataclass(frozen=True)
+class Resolved:
+    entry: Entry
+
+    @property
+    def resource(self) -> dict[str, Any]:
+        return self.entry.resource
+
+    @property
+    def resource_type(self) -> str | None:
+        rt = self.entry.resource.get("resourceType")
+        return rt if isinstance(rt, str) else None
+
+
+class ReferenceIndex:
+    """Every resource of the input, by each key a reference may use for it."""
+
+    def __init__(self, doc: InputDocument) -> None:
+        self._entries = doc.entries
+        self._by_key: dict[str, Entry] = {}
+        self._contained: dict[str, dict[str, Entry]] = {}  # container path -> "#id" -> entry
+        for entry in doc.entries:
+            res = entry.resource
+            marker = ".contained["
+            if marker in entry.path:
+                container = entry.path.rsplit(marker, 1)[0]
+                cid = res.get("id")
+                if isinstance(cid, str):
+                    self._contained.setdefault(container, {})["#" + cid] = entry
+                continue
+            if entry.full_url:
+                self._by_key.setdefault(entry.full_url, entry)
+            rtype, rid = res.get("resourceType"), res.get("id")
+            if isinstance(rtype, str) and isinstance(rid, str):
+                self._by_key.setdefault(f"{rtype}/{rid}", entry)
+
+    def resolve(self, reference: str, container_path: str = "Claim") -> Resolved | None:
+        """Find the resource ``reference`` points at, as seen from ``container_path``."""
+        if not reference:
+            return None
+        if reference.startswith("#"):
+            hit = self._contained.get(container_path, {}).get(reference)
+            return Resolved(hit) if hit else None
+        hit = self._by_key.get(reference)
+        if hit is None and "/_history/" in reference:
+            hit = self._by_key.get(reference.split("/_history/", 1)[0])
+        if hit is None and "://" in reference:
+            # absolute URL: match on its last Type/id
+            parts = reference.rstrip("/").split("/")
+            if len(parts) >= 2:
+                hit = self._by_key.get(f"{parts[-2]}/{parts[-1]}")
+        return Resolved(hit) if hit else None
+
+    def of_type(self, resource_type: str) -> list[Entry]:
+        return [e for e in self._entries if e.resource.get("resourceType") == resource_type]
+
+
+def is_local_only(reference: str) -> bool:
+    """References that can only ever resolve inside the input (``#id``, ``urn:uuid:``)."""
+    return reference.startswith(("#", "urn:uuid:", "urn:oid:"))

@@ -1,0 +1,1 @@
+"""The rules. Every module here registers its rules on import (see ``registry``)."""

@@ -1,0 +1,81 @@
+"""[date] Dates of service that cannot be right."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..context import ClaimContext
+from ..findings import Finding
+from ..registry import Rule, rule
+
+
+@rule(
+    id="DAT001",
+    name="service-after-claim-created",
+    category="date",
+    severity="error",
+    issue_type="business-rule",
+    summary="A line's date of service is after the date the claim was created",
+)
+def service_after_claim_created(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
+    """
+    ## What it checks
+    Each line's date of service (its last day, for a period) is on or before
+    ``Claim.created``.
+
+    ## Why payers deny it
+    A claim cannot bill a service that had not happened when the claim was made; payers
+    reject such lines as billed in advance.
+
+    ## Example
+    ``created: 2026-03-01`` with a line ``servicedDate: 2026-03-04``.
+
+    ## How to fix
+    Correct the date of service, or create the claim after the service.
+    """
+    if ctx.created is None:
+        return
+    for ln in ctx.lines:
+        last = ln.service_end or ln.service_date
+        if last is None or last > ctx.today or last <= ctx.created:
+            continue  # future dates are DAT002's
+        yield r.finding(
+            expression=ln.path if ln.date_from_claim is False else "Claim.billablePeriod",
+            line=ln.index,
+            message=f"Line {ln.sequence or ln.index + 1} is dated {last}, after the claim was created on {ctx.created}.",
+            evidence=f"date of service {last} > Claim.created {ctx.created}",
+        )
+
+
+@rule(
+    id="DAT002",
+    name="service-in-future",
+    category="date",
+    severity="error",
+    issue_type="business-rule",
+    summary="A line's date of service is in the future",
+)
+def service_in_future(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
+    """
+    ## What it checks
+    Each line's date of service is not after today.
+
+    ## Why payers deny it
+    Services are billed after they are performed; a future date is a keying error or a
+    claim built from a schedule, and payers reject it.
+
+    ## Example
+    A line dated next month.
+
+    ## How to fix
+    Bill the date the service was actually performed.
+    """
+    for ln in ctx.lines:
+        last = ln.service_end or ln.service_date
+        if last is not None and last > ctx.today:
+            yield r.finding(
+                expression=ln.path if ln.date_from_claim is False else "Claim.billablePeriod",
+                line=ln.index,
+                message=f"Line {ln.sequence or ln.index + 1} is dated {last}, which is in the future.",
+                evidence=f"date of service {last} > today {ctx.today}",
+            )

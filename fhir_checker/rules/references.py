@@ -1,0 +1,175 @@
+"""[reference] References in the claim that do not resolve inside the input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..context import ClaimContext
+from ..findings import Finding
+from ..references import is_local_only
+from ..registry import Rule, rule
+
+#: Claim elements whose targets the checks read, and the resource types they may point at.
+NEEDED: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("patient", ("Patient",), "age and sex edits"),
+    ("diagnosis[*].diagnosisReference", ("Condition",), "diagnosis edits"),
+    ("procedure[*].procedureReference", ("Procedure",), "documentation checks"),
+    ("insurance[*].coverage", ("Coverage",), "payer rule-pack mapping"),
+    ("supportingInfo[*].valueReference", (), "drug-unit and documentation checks"),
+    ("item[*].udi[*]", ("Device",), "device checks"),
+    ("item[*].encounter[*]", ("Encounter",), "documentation checks"),
+)
+
+
+def _walk(claim: dict[str, Any], spec: str) -> Iterator[tuple[str, Any]]:
+    """Yield (FHIRPath, value) for a spec like ``item[*].udi[*]``."""
+    frontier: list[tuple[str, Any]] = [("Claim", claim)]
+    for part in spec.split("."):
+        name, many = (part[:-3], True) if part.endswith("[*]") else (part, False)
+        nxt: list[tuple[str, Any]] = []
+        for path, node in frontier:
+            if not isinstance(node, dict) or name not in node:
+                continue
+            val = node[name]
+            if many:
+                if isinstance(val, list):
+                    nxt.extend((f"{path}.{name}[{i}]", v) for i, v in enumerate(val))
+            else:
+                nxt.append((f"{path}.{name}", val))
+        frontier = nxt
+    return iter(frontier)
+
+
+def _all_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every ``reference`` string under a node, iteratively (input may be deep)."""
+    stack: list[tuple[str, Any]] = [(path, node)]
+    while stack:
+        p, n = stack.pop()
+        if isinstance(n, dict):
+            ref = n.get("reference")
+            if isinstance(ref, str):
+                yield p, ref
+            for k, v in n.items():
+                if k != "contained" and isinstance(v, dict | list):
+                    stack.append((f"{p}.{k}", v))
+        elif isinstance(n, list):
+            stack.extend((f"{p}[{i}]", v) for i, v in enumerate(n) if isinstance(v, dict | list))
+
+
+@rule(
+    id="REF001",
+    name="dangling-local-reference",
+    category="reference",
+    severity="error",
+    issue_type="not-found",
+    summary="A '#id' or 'urn:uuid:' reference points at nothing in the input",
+)
+def dangling_local_reference(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
+    """
+    ## What it checks
+    References that can only ever resolve inside what was sent: contained (``#id``) and
+    ``urn:uuid:`` references to Bundle entries. If the target is not in the input, it does
+    not exist anywhere.
+
+    ## Why payers deny it
+    The claim points at a patient, diagnosis or procedure that is not there: the claim is
+    incomplete, and a FHIR server would reject the transaction outright.
+
+    ## Example
+    ``"patient": {"reference": "urn:uuid:6f1c..."}`` with no entry of that fullUrl.
+
+    ## How to fix
+    Include the referenced resource in the Bundle (or ``contained``), or correct the
+    reference.
+    """
+    for path, ref in _all_references(ctx.claim, "Claim"):
+        if is_local_only(ref) and ctx.refs.resolve(ref, "Claim") is None:
+            yield r.finding(
+                expression=path,
+                message=f"The reference {ref[:80]} points at a resource that is not in the claim or its bundle.",
+                evidence=f"{path}.reference = {ref[:200]}; no matching fullUrl or contained id",
+            )
+
+
+@rule(
+    id="REF002",
+    name="unresolved-reference",
+    category="reference",
+    severity="warning",
+    issue_type="not-found",
+    summary="A resource the checks need (patient, diagnosis, procedure ...) is not in the input",
+)
+def unresolved_reference(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
+    """
+    ## What it checks
+    References from the Claim to the resources the checks read (Patient, Condition,
+    Procedure, Coverage, supporting MedicationAdministrations, Devices, Encounters) that
+    are not in the input. The HTTP and subscription doors fetch them from the FHIR server
+    first; what is still missing is reported here.
+
+    ## Why payers deny it
+    The payer may have the data, but this pre-check cannot see it: the age, sex and
+    documentation checks that depend on it were skipped, so the claim is not fully checked.
+
+    ## Example
+    A bare Claim with ``patient: {"reference": "Patient/123"}`` and no Patient.
+
+    ## How to fix
+    Send the Claim in a Bundle with the resources it references, or use the HTTP
+    operation with a FHIR server to fetch them.
+    """
+    for spec, types, checks in NEEDED:
+        for path, node in _walk(ctx.claim, spec):
+            ref = node.get("reference") if isinstance(node, dict) else None
+            if not isinstance(ref, str) or is_local_only(ref):
+                continue  # REF001 handles local references
+            if ctx.refs.resolve(ref, "Claim") is None:
+                yield r.finding(
+                    expression=path,
+                    message=f"{ref[:80]} is not in the input, so the {checks} could not run on it.",
+                    evidence=f"{path}.reference = {ref[:200]}; expected type "
+                    + ("/".join(types) if types else "any"),
+                )
+
+
+@rule(
+    id="REF003",
+    name="reference-wrong-type",
+    category="reference",
+    severity="error",
+    issue_type="structure",
+    summary="A reference resolves to a resource of the wrong type",
+)
+def reference_wrong_type(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
+    """
+    ## What it checks
+    ``Claim.patient`` resolves to a Patient, ``diagnosisReference`` to a Condition,
+    ``procedureReference`` to a Procedure, ``insurance.coverage`` to a Coverage.
+
+    ## Why payers deny it
+    A diagnosis pointer that lands on an Observation carries no ICD-10-CM code the payer
+    can read; the mapping to the claim form breaks.
+
+    ## Example
+    ``diagnosisReference: {"reference": "Observation/5"}``.
+
+    ## How to fix
+    Point the element at a resource of the right type.
+    """
+    for spec, types, _ in NEEDED:
+        if not types:
+            continue
+        for path, node in _walk(ctx.claim, spec):
+            ref = node.get("reference") if isinstance(node, dict) else None
+            if not isinstance(ref, str):
+                continue
+            hit = ctx.refs.resolve(ref, "Claim")
+            if hit is not None and hit.resource_type not in types:
+                yield r.finding(
+                    expression=path,
+                    message=f"{path.rsplit('.', 1)[-1]} must point at a {' or '.join(types)}, "
+                    f"but {ref[:80]} is a {hit.resource_type}.",
+                    evidence=f"{path}.reference = {ref[:200]} resolves to {hit.entry.path} "
+                    f"({hit.resource_type})",
+                )
