@@ -55,7 +55,9 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _positive_ints(value: Any) -> tuple[int, ...]:
-    return tuple(v for v in _list(value) if isinstance(v, int) and not isinstance(v, bool))
+    if not value or not isinstance(value, list):
+        return ()
+    return tuple([v for v in value if isinstance(v, int) and not isinstance(v, bool)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +68,19 @@ class Coding:
 
 
 def codings(concept: Any, path: str) -> list[Coding]:
+    if not isinstance(concept, dict):
+        return []
+    cs = concept.get("coding")
+    if not isinstance(cs, list):
+        return []
     out = []
-    for i, c in enumerate(_list(_dict(concept).get("coding"))):
-        c = _dict(c)
+    for i, c in enumerate(cs):
+        if not isinstance(c, dict):
+            continue
         code = c.get("code")
-        if isinstance(code, str) and code.strip():
+        if isinstance(code, str) and (code := code.strip()):
             system = c.get("system")
-            out.append(
-                Coding(system if isinstance(system, str) else None, code.strip(), f"{path}.coding[{i}]")
-            )
+            out.append(Coding(system if isinstance(system, str) else None, code, f"{path}.coding[{i}]"))
     return out
 
 
@@ -238,21 +244,36 @@ def _setting(claim: dict[str, Any], pack: RulePack) -> tuple[str, str | None]:
 def _line(index: int, item: dict[str, Any], claim_start: date | None, claim_end: date | None) -> ClaimLine:
     path = f"Claim.item[{index}]"
     cc = codings(item.get("productOrService"), f"{path}.productOrService")
-    chosen = next((c for c in cc if procedure_kind(c.system, c.code)), cc[0] if cc else None)
+    chosen: Coding | None = None
+    kind: str | None = None
+    for c in cc:  # the first coding in a procedure system, else the first coding
+        kind = procedure_kind(c.system, c.code)
+        if kind:
+            chosen = c
+            break
+    if chosen is None and cc:
+        chosen = cc[0]
+        kind = procedure_kind(chosen.system, chosen.code)
     code = chosen.code.upper() if chosen else None
-    kind = procedure_kind(chosen.system, chosen.code) if chosen else None
     mods: list[Modifier] = []
-    for i, m in enumerate(_list(item.get("modifier"))):
-        mc = codings(m, f"{path}.modifier[{i}]")
-        if mc:
-            mods.append(Modifier(mc[0].code.upper(), f"{path}.modifier[{i}]"))
-    qty = _dict(item.get("quantity")).get("value")
+    raw_mods = item.get("modifier")
+    if raw_mods and isinstance(raw_mods, list):
+        for i, m in enumerate(raw_mods):
+            mpath = f"{path}.modifier[{i}]"
+            mc = codings(m, mpath)
+            if mc:
+                mods.append(Modifier(mc[0].code.upper(), mpath))
+    q = item.get("quantity")
+    qty = q.get("value") if isinstance(q, dict) else None
     units = float(qty) if isinstance(qty, int | float) and not isinstance(qty, bool) else None
-    period = _dict(item.get("servicedPeriod"))
+    period = item.get("servicedPeriod")
+    if not isinstance(period, dict):
+        period = {}
     own = parse_date(item.get("servicedDate")) or parse_date(period.get("start"))
     own_end = parse_date(period.get("end")) if period else None
     seq = item.get("sequence")
-    rev = codings(item.get("revenue"), f"{path}.revenue")
+    rev_concept = item.get("revenue")
+    rev = codings(rev_concept, f"{path}.revenue") if rev_concept is not None else []
     return ClaimLine(
         index=index,
         path=path,

@@ -7,17 +7,20 @@ calls :func:`run` or :func:`check`; none of them knows how a rule works.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from .context import ClaimContext, build_context
 from .findings import Finding, Severity
 from .loader import BadInput, InputDocument, Limits, load
 from .outcome import context_extension, fatal, render
-from .packs import RulePack, default_pack_for, load_pack
-from .registry import Rule, select_rules
+from .packs import PACKAGED_PROFILES, REPO_PROFILES, RulePack, default_pack_for, load_pack
+from .registry import Rule, rule_count, select_rules, still_registered
 from .tables import Tables, get_tables
 from .validation import structure_errors
 
@@ -46,17 +49,81 @@ class Result:
         return self.fatal or any(f.severity in (Severity.ERROR, Severity.FATAL) for f in self.findings)
 
 
+#: Rule selection is the same for every claim of a pack: computed once per (pack,
+#: selectors, registry size) instead of once per claim, and dropped when a rule in it was
+#: replaced in the registry.
+_RULES_CACHE: dict[tuple[Any, ...], list[Rule]] = {}
+
+
 def _rules_for(pack: RulePack, select: list[str] | None, ignore: list[str] | None) -> list[Rule]:
+    key = (pack.select, pack.ignore, tuple(select or ()), tuple(ignore or ()), rule_count())
+    hit = _RULES_CACHE.get(key)
+    if hit is not None and still_registered(hit):
+        return hit
     chosen = select_rules(pack.select, pack.ignore)
     if select or ignore:
         user = {r.id for r in select_rules(select, ignore)}
         chosen = [r for r in chosen if r.id in user]
+    if len(_RULES_CACHE) > 256:
+        _RULES_CACHE.clear()
+    _RULES_CACHE[key] = chosen
     return chosen
+
+
+#: Default packs by name. Finding a pack by name scans the profile directories (~50 us, more
+#: than checking a small claim), so the pack is kept with the modification times of those
+#: directories and of its file: a few stat calls per claim tell whether a pack was added,
+#: removed or edited, and only then is it looked up again.
+_PACK_CACHE: dict[tuple[str, str | None], tuple[tuple[float | None, ...], RulePack]] = {}
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=16)
+def _profile_dirs(env: str | None) -> tuple[str, ...]:
+    return (*(p for p in (env or "").split(os.pathsep) if p), str(REPO_PROFILES), str(PACKAGED_PROFILES))
+
+
+def _pack_stamp(env: str | None, pack_file: Path | None) -> tuple[float | None, ...]:
+    return (*[_mtime(d) for d in _profile_dirs(env)], _mtime(str(pack_file)) if pack_file else None)
+
+
+def _default_pack(claim: dict[str, Any]) -> RulePack:
+    name = default_pack_for(claim)
+    env = os.environ.get("FHIR_CHECKER_PROFILES")
+    hit = _PACK_CACHE.get((name, env))
+    if hit is not None and _pack_stamp(env, hit[1].path) == hit[0]:
+        return hit[1]
+    pack = load_pack(name)
+    _PACK_CACHE[(name, env)] = (_pack_stamp(env, pack.path), pack)
+    return pack
+
+
+_TABLES_EXT: dict[int, tuple[Any, list[tuple[str, str]]]] = {}
+
+
+def _table_versions(tables: Tables) -> list[tuple[str, str]]:
+    """(table, effective date) pairs for the outcome's context, once per manifest."""
+    manifest = tables.manifest
+    hit = _TABLES_EXT.get(id(tables))
+    if hit is not None and hit[0] is manifest:
+        return hit[1]
+    versions = [(n, str(i.get("effective"))) for n, i in sorted(manifest["tables"].items())]
+    _TABLES_EXT[id(tables)] = (manifest, versions)
+    return versions
 
 
 def _structure_findings(doc: InputDocument, full: bool) -> list[Finding]:
     from .registry import get_rule
 
+    errors = list(structure_errors(doc, full))
+    if not errors:
+        return []
     rule = get_rule(STRUCTURE_RULE_ID)
     return [
         rule.finding(
@@ -65,7 +132,7 @@ def _structure_findings(doc: InputDocument, full: bool) -> list[Finding]:
             evidence=f"FHIR R4 (fhir.resources R4B model) {e.kind} error",
             issue_type="required" if e.kind == "missing" else "structure",
         )
-        for e in structure_errors(doc, full)
+        for e in errors
     ]
 
 
@@ -91,38 +158,45 @@ def run(
         doc = data if isinstance(data, InputDocument) else load(data, limits)
     except BadInput as exc:
         return Result(fatal(exc.message, code=exc.code, expression=exc.expression), fatal=True)
-    pack = profile if isinstance(profile, RulePack) else load_pack(profile or default_pack_for(doc.claim))
+    if isinstance(profile, RulePack):
+        pack = profile
+    elif profile:
+        pack = load_pack(profile)
+    else:
+        pack = _default_pack(doc.claim)
     ctx = build_context(doc, tables, pack, today or date.today())
     findings: list[Finding] = []
     rules = _rules_for(pack, select, ignore)
     if any(r.id == STRUCTURE_RULE_ID for r in rules):
         findings.extend(_structure_findings(doc, validation == "full"))
+    overrides = pack.severity
     for rule in rules:
         if rule.id == STRUCTURE_RULE_ID or ctx.setting not in rule.settings:
             continue
-        found = list(rule.check(ctx, rule))
-        override = pack.severity.get(rule.id)
-        if override is not None:
-            found = [replace(f, severity=override) for f in found]
-        findings.extend(found)
+        override = overrides.get(rule.id) if overrides else None
+        if override is None:
+            findings.extend(rule.check(ctx, rule))
+        else:
+            findings.extend(replace(f, severity=override) for f in rule.check(ctx, rule))
     outcome = render(
         findings,
         context=context_extension(
             claim_ref=f"Claim/{doc.claim_id}" if doc.claim_id else None,
             pack=pack.label(),
             setting=ctx.setting,
-            tables=[(n, str(i.get("effective"))) for n, i in sorted(tables.manifest["tables"].items())],
+            tables=_table_versions(tables),
         ),
     )
     elapsed = (time.perf_counter() - started) * 1000
-    log.info(
-        "checked claim",
-        extra={
-            "claim_id": doc.claim_id,
-            "rule_ids": sorted({f.rule_id for f in findings}),
-            "elapsed_ms": round(elapsed, 2),
-        },
-    )
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "checked claim",
+            extra={
+                "claim_id": doc.claim_id,
+                "rule_ids": sorted({f.rule_id for f in findings}),
+                "elapsed_ms": round(elapsed, 2),
+            },
+        )
     return Result(outcome, findings, ctx, pack, False, elapsed)
 
 

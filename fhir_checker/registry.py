@@ -126,6 +126,18 @@ def all_rules() -> list[Rule]:
     return sorted(_RULES.values(), key=lambda r: r.id)
 
 
+def rule_count() -> int:
+    """How many rules are registered (changes when a rule registers: a cache key)."""
+    _load_rule_modules()
+    return len(_RULES)
+
+
+def still_registered(rules: Iterable[Rule]) -> bool:
+    """True when each rule is still the one registered under its id (for caches of
+    selections: a rule replaced in the registry, as tests do, invalidates them)."""
+    return all(_RULES.get(r.id) is r for r in rules)
+
+
 def get_rule(rule_id: str) -> Rule:
     _load_rule_modules()
     key = rule_id.upper()

@@ -50,26 +50,53 @@ def _is_int(v: Any) -> bool:
 
 
 def _reference_ok(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(v.get(k), str) for k in ("reference", "display") if k in v)
+    if not isinstance(v, dict):
+        return False
+    if "reference" in v and not isinstance(v["reference"], str):
+        return False
+    return "display" not in v or isinstance(v["display"], str)
 
 
 def _concept_ok(v: Any) -> bool:
     if not isinstance(v, dict):
         return False
     cs = v.get("coding", [])
-    return isinstance(cs, list) and all(
-        isinstance(c, dict) and all(isinstance(c.get(k), str) for k in ("system", "code") if k in c)
-        for c in cs
-    )
+    if not isinstance(cs, list):
+        return False
+    for c in cs:
+        if not isinstance(c, dict):
+            return False
+        if "system" in c and not isinstance(c["system"], str):
+            return False
+        if "code" in c and not isinstance(c["code"], str):
+            return False
+    return True
+
+
+def _positive_ints_ok(v: Any) -> bool:
+    if not isinstance(v, list):
+        return False
+    for x in v:  # noqa: SIM110 - a loop: all() over a generator costs more on these short lists
+        if not isinstance(x, int) or isinstance(x, bool) or x <= 0:
+            return False
+    return True
+
+
+_ITEM_SEQUENCES = ("diagnosisSequence", "procedureSequence", "careTeamSequence", "informationSequence")
+_CLAIM_LISTS = ("diagnosis", "procedure", "careTeam", "supportingInfo", "item", "contained")
 
 
 def quick_claim_ok(claim: dict[str, Any]) -> bool:
-    """True when the Claim looks right in every element the fast path can vouch for."""
+    """True when the Claim looks right in every element the fast path can vouch for.
+
+    Written as plain loops: this runs on every claim, and generator expressions cost
+    more than the checks themselves.
+    """
     if claim.get("status") not in _CLAIM_STATUS or claim.get("use") not in _CLAIM_USE:
         return False
-    if not all(_concept_ok(claim.get(k)) for k in ("type", "priority")):
+    if not (_concept_ok(claim.get("type")) and _concept_ok(claim.get("priority"))):
         return False
-    if not all(_reference_ok(claim.get(k)) for k in ("patient", "provider")):
+    if not (_reference_ok(claim.get("patient")) and _reference_ok(claim.get("provider"))):
         return False
     created = claim.get("created")
     if not isinstance(created, str) or not _DATETIME.match(created):
@@ -85,34 +112,41 @@ def quick_claim_ok(claim: dict[str, Any]) -> bool:
             and _reference_ok(i.get("coverage"))
         ):
             return False
-    for key in ("diagnosis", "procedure", "careTeam", "supportingInfo", "item", "contained"):
+    for key in _CLAIM_LISTS:
         v = claim.get(key, [])
-        if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+        if not isinstance(v, list):
             return False
+        for x in v:
+            if not isinstance(x, dict):
+                return False
     for d in claim.get("diagnosis", []):
         if not _is_int(d.get("sequence")) or not (
             _concept_ok(d.get("diagnosisCodeableConcept")) ^ _reference_ok(d.get("diagnosisReference"))
         ):
             return False
     for item in claim.get("item", []):
-        if not _is_int(item.get("sequence")) or item["sequence"] < 1:
+        seq = item.get("sequence")
+        if not _is_int(seq) or seq < 1:
             return False
         if not _concept_ok(item.get("productOrService")):
             return False
-        for k in ("diagnosisSequence", "procedureSequence", "careTeamSequence", "informationSequence"):
-            v = item.get(k, [])
-            if not isinstance(v, list) or not all(_is_int(x) and x > 0 for x in v):
+        for k in _ITEM_SEQUENCES:
+            if k in item and not _positive_ints_ok(item[k]):
                 return False
-        mods = item.get("modifier", [])
-        if not isinstance(mods, list) or not all(_concept_ok(m) for m in mods):
-            return False
+        if "modifier" in item:
+            mods = item["modifier"]
+            if not isinstance(mods, list):
+                return False
+            for m in mods:
+                if not _concept_ok(m):
+                    return False
         q = item.get("quantity")
-        if q is not None and not (
-            isinstance(q, dict)
-            and isinstance(q.get("value", 0), int | float)
-            and not isinstance(q.get("value", 0), bool)
-        ):
-            return False
+        if q is not None:
+            if not isinstance(q, dict):
+                return False
+            qv = q.get("value", 0)
+            if not isinstance(qv, int | float) or isinstance(qv, bool):
+                return False
         sd = item.get("servicedDate")
         if sd is not None and not (isinstance(sd, str) and _DATE.match(sd)):
             return False
@@ -126,9 +160,12 @@ def quick_claim_ok(claim: dict[str, Any]) -> bool:
 
 
 def _period_ok(p: Any) -> bool:
-    return isinstance(p, dict) and all(
-        isinstance(p.get(k), str) and _DATETIME.match(p[k]) for k in ("start", "end") if k in p
-    )
+    if not isinstance(p, dict):
+        return False
+    for k in ("start", "end"):
+        if k in p and not (isinstance(p[k], str) and _DATETIME.match(p[k])):
+            return False
+    return True
 
 
 def quick_resource_ok(res: dict[str, Any]) -> bool:

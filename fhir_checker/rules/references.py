@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from ..context import ClaimContext
 from ..findings import Finding
-from ..references import is_local_only
+from ..references import Resolved, is_local_only
 from ..registry import Rule, rule
 
 #: Claim elements whose targets the checks read, and the resource types they may point at.
@@ -22,11 +25,18 @@ NEEDED: tuple[tuple[str, tuple[str, ...], str], ...] = (
 )
 
 
+def _parse(spec: str) -> tuple[tuple[str, bool], ...]:
+    return tuple((part[:-3], True) if part.endswith("[*]") else (part, False) for part in spec.split("."))
+
+
+_PARSED: dict[str, tuple[tuple[str, bool], ...]] = {spec: _parse(spec) for spec, _, _ in NEEDED}
+
+
 def _walk(claim: dict[str, Any], spec: str) -> Iterator[tuple[str, Any]]:
     """Yield (FHIRPath, value) for a spec like ``item[*].udi[*]``."""
+    steps = _PARSED.get(spec) or _parse(spec)
     frontier: list[tuple[str, Any]] = [("Claim", claim)]
-    for part in spec.split("."):
-        name, many = (part[:-3], True) if part.endswith("[*]") else (part, False)
+    for name, many in steps:
         nxt: list[tuple[str, Any]] = []
         for path, node in frontier:
             if not isinstance(node, dict) or name not in node:
@@ -38,7 +48,25 @@ def _walk(claim: dict[str, Any], spec: str) -> Iterator[tuple[str, Any]]:
             else:
                 nxt.append((f"{path}.{name}", val))
         frontier = nxt
+        if not frontier:
+            break
     return iter(frontier)
+
+
+def _needed_references(ctx: ClaimContext) -> list[tuple[tuple[str, ...], str, str, str, Resolved | None]]:
+    """(types, checks, path, reference, resolved) for every NEEDED reference; once per claim
+    (REF002 and REF003 both read it)."""
+    cached = ctx.extra.get("_needed_references")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    out: list[tuple[tuple[str, ...], str, str, str, Resolved | None]] = []
+    for spec, types, checks in NEEDED:
+        for path, node in _walk(ctx.claim, spec):
+            ref = node.get("reference") if isinstance(node, dict) else None
+            if isinstance(ref, str):
+                out.append((types, checks, path, ref, ctx.refs.resolve(ref, "Claim")))
+    ctx.extra["_needed_references"] = out
+    return out
 
 
 def _all_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -55,6 +83,27 @@ def _all_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
                     stack.append((f"{p}.{k}", v))
         elif isinstance(n, list):
             stack.extend((f"{p}[{i}]", v) for i, v in enumerate(n) if isinstance(v, dict | list))
+
+
+_REFERENCE_VALUE = re.compile(rb'"reference":"((?:#|urn:uuid:|urn:oid:)[^"]*)"')
+
+
+def _local_references_resolve(ctx: ClaimContext) -> bool:
+    """True when every local reference anywhere in the claim resolves.
+
+    One C-speed scan of the serialised claim instead of a Python walk of it. It sees a
+    superset of what the walk checks (contained resources too), so True means the walk
+    would find nothing; False (or an escaped value) falls back to the walk.
+    """
+    try:
+        text = orjson.dumps(ctx.claim)
+    except TypeError:  # a dict input holding values JSON cannot carry: walk it instead
+        return False
+    for m in _REFERENCE_VALUE.finditer(text):
+        value = m.group(1)
+        if b"\\" in value or ctx.refs.resolve(value.decode(), "Claim") is None:
+            return False
+    return True
 
 
 @rule(
@@ -83,6 +132,8 @@ def dangling_local_reference(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     Include the referenced resource in the Bundle (or ``contained``), or correct the
     reference.
     """
+    if _local_references_resolve(ctx):
+        return  # fast path: nothing can dangle, no need to walk the claim for paths
     for path, ref in _all_references(ctx.claim, "Claim"):
         if is_local_only(ref) and ctx.refs.resolve(ref, "Claim") is None:
             yield r.finding(
@@ -119,18 +170,16 @@ def unresolved_reference(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     Send the Claim in a Bundle with the resources it references, or use the HTTP
     operation with a FHIR server to fetch them.
     """
-    for spec, types, checks in NEEDED:
-        for path, node in _walk(ctx.claim, spec):
-            ref = node.get("reference") if isinstance(node, dict) else None
-            if not isinstance(ref, str) or is_local_only(ref):
-                continue  # REF001 handles local references
-            if ctx.refs.resolve(ref, "Claim") is None:
-                yield r.finding(
-                    expression=path,
-                    message=f"{ref[:80]} is not in the input, so the {checks} could not run on it.",
-                    evidence=f"{path}.reference = {ref[:200]}; expected type "
-                    + ("/".join(types) if types else "any"),
-                )
+    for types, checks, path, ref, hit in _needed_references(ctx):
+        if is_local_only(ref):
+            continue  # REF001 handles local references
+        if hit is None:
+            yield r.finding(
+                expression=path,
+                message=f"{ref[:80]} is not in the input, so the {checks} could not run on it.",
+                evidence=f"{path}.reference = {ref[:200]}; expected type "
+                + ("/".join(types) if types else "any"),
+            )
 
 
 @rule(
@@ -157,19 +206,11 @@ def reference_wrong_type(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     ## How to fix
     Point the element at a resource of the right type.
     """
-    for spec, types, _ in NEEDED:
-        if not types:
-            continue
-        for path, node in _walk(ctx.claim, spec):
-            ref = node.get("reference") if isinstance(node, dict) else None
-            if not isinstance(ref, str):
-                continue
-            hit = ctx.refs.resolve(ref, "Claim")
-            if hit is not None and hit.resource_type not in types:
-                yield r.finding(
-                    expression=path,
-                    message=f"{path.rsplit('.', 1)[-1]} must point at a {' or '.join(types)}, "
-                    f"but {ref[:80]} is a {hit.resource_type}.",
-                    evidence=f"{path}.reference = {ref[:200]} resolves to {hit.entry.path} "
-                    f"({hit.resource_type})",
-                )
+    for types, _, path, ref, hit in _needed_references(ctx):
+        if types and hit is not None and hit.resource_type not in types:
+            yield r.finding(
+                expression=path,
+                message=f"{path.rsplit('.', 1)[-1]} must point at a {' or '.join(types)}, "
+                f"but {ref[:80]} is a {hit.resource_type}.",
+                evidence=f"{path}.reference = {ref[:200]} resolves to {hit.entry.path} ({hit.resource_type})",
+            )
