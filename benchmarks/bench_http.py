@@ -58,7 +58,8 @@ def free_port() -> int:
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "import sys; from fhir_checker.cli import main; sys.exit(main())"]
-    cmd += ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    # --no-auth: the load generator has no CDS client keys (the JWT check is measured in tests).
+    cmd += ["serve", "--host", "127.0.0.1", "--port", str(port), "--no-auth", "--log-level", "warning"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -97,8 +98,28 @@ def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def server_form(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The Bundle as an EHR's FHIR server holds it: ``Type/id`` references, not ``urn:uuid``."""
+    by_urn = {
+        e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource']['id']}"
+        for e in bundle["entry"]
+        if e.get("fullUrl") and e["resource"].get("id")
+    }
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (by_urn.get(v, v) if k == "reference" else rewrite(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    out: dict[str, Any] = rewrite(bundle)
+    return out
+
+
 def cds_request(service: dict[str, Any], bundle: dict[str, Any]) -> dict[str, Any]:
     """A hook call for ``service`` with every prefetch template filled from ``bundle``."""
+    bundle = server_form(bundle)
     claim = _resources(bundle, "Claim")[0]
     patient = _resources(bundle, "Patient")[0]
     prefetch: dict[str, Any] = {}
@@ -114,6 +135,7 @@ def cds_request(service: dict[str, Any], bundle: dict[str, Any]) -> dict[str, An
         "userId": "Practitioner/prac-1",
         "patientId": patient["id"],
         "claimId": claim["id"],
+        "claim": claim,  # the draft claim itself (org.fhir-checker.claim-create)
     }
     hook = service.get("hook", "")
     if hook in ("order-sign", "order-select"):

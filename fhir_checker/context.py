@@ -13,6 +13,7 @@ from datetime import date, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from .clinical import RecordAdministration, RecordProcedure, build_administration, build_procedure
 from .codes import DIAGNOSIS_SYSTEMS, normalise_icd10, procedure_kind
 from .loader import Entry, InputDocument
 from .references import ReferenceIndex, Resolved
@@ -228,6 +229,129 @@ class ClaimContext:
                 return p
         return None
 
+    # --- the clinical record behind the claim (read by the record rules only; lazy) ---
+    @cached_property
+    def record_procedures(self) -> list[RecordProcedure]:
+        """Every Procedure in the input (bundle entries and contained), with its FHIRPath."""
+        return [build_procedure(e, self.refs) for e in self.resources("Procedure")]
+
+    @cached_property
+    def administrations(self) -> list[RecordAdministration]:
+        """Every MedicationAdministration in the input, with its dose."""
+        return [build_administration(e, self.refs) for e in self.resources("MedicationAdministration")]
+
+    @cached_property
+    def has_record(self) -> bool:
+        """Whether the input carries any clinical record to compare the bill with."""
+        return bool(self.record_procedures or self.administrations)
+
+    @cached_property
+    def billed_codes(self) -> frozenset[str]:
+        return frozenset(ln.code for ln in self.lines if ln.code)
+
+    @cached_property
+    def _record_procedure_by_resource(self) -> dict[int, RecordProcedure]:
+        return {id(p.entry.resource): p for p in self.record_procedures}
+
+    @cached_property
+    def _line_record_cache(self) -> dict[tuple[str, int], list[Any]]:
+        return {}
+
+    def linked_procedures(self, line: ClaimLine) -> list[RecordProcedure]:
+        """Procedures the line points at: ``item.procedureSequence`` -> ``Claim.procedure``."""
+        key = ("linked", line.index)
+        hit = self._line_record_cache.get(key)
+        if hit is not None:
+            return hit
+        out: list[RecordProcedure] = []
+        for seq in line.procedure_sequences:
+            cp = self.procedure_by_sequence(seq)
+            if cp is None or cp.resolved is None:
+                continue
+            rp = self._record_procedure_by_resource.get(id(cp.resolved.resource))
+            if rp is not None and rp not in out:
+                out.append(rp)
+        self._line_record_cache[key] = out
+        return out
+
+    def matching_procedures(self, line: ClaimLine) -> list[RecordProcedure]:
+        """Procedures with the line's code performed on the line's date(s)."""
+        if not line.code:
+            return []
+        key = ("matching", line.index)
+        hit = self._line_record_cache.get(key)
+        if hit is None:
+            hit = [
+                p
+                for p in self.record_procedures
+                if line.code in p.code_set and on_line_dates(line, p.performed_date)
+            ]
+            self._line_record_cache[key] = hit
+        return hit
+
+    def procedures_for(self, line: ClaimLine) -> list[RecordProcedure]:
+        """The Procedures behind a line: the linked ones, else those matching code and date."""
+        return self.linked_procedures(line) or self.matching_procedures(line)
+
+    @cached_property
+    def _claim_span(self) -> tuple[date, date] | None:
+        days = [d for ln in self.lines for d in (ln.service_date, ln.service_end) if d is not None]
+        return (min(days), max(days)) if days else None
+
+    @cached_property
+    def _claim_procedure_resources(self) -> frozenset[int]:
+        return frozenset(id(p.resolved.resource) for p in self.procedures if p.resolved is not None)
+
+    def on_claim(self, procedure: RecordProcedure) -> bool:
+        """Whether a record Procedure belongs to this claim: referenced from
+        ``Claim.procedure``, or performed within the claim's dates of service."""
+        if id(procedure.entry.resource) in self._claim_procedure_resources:
+            return True
+        span, day = self._claim_span, procedure.performed_date
+        return span is not None and day is not None and span[0] <= day <= span[1]
+
+    def supporting_resource(self, seq: int) -> Resolved | None:
+        """What ``Claim.supportingInfo[sequence=seq].valueReference`` points at."""
+        for si in _list(self.claim.get("supportingInfo")):
+            si = _dict(si)
+            if si.get("sequence") == seq and "valueReference" in si:
+                return self.resolve(si.get("valueReference"))
+        return None
+
+    @cached_property
+    def _administration_by_resource(self) -> dict[int, RecordAdministration]:
+        return {id(a.entry.resource): a for a in self.administrations}
+
+    def linked_administrations(self, line: ClaimLine) -> list[RecordAdministration]:
+        """MedicationAdministrations linked by ``item.informationSequence``."""
+        out: list[RecordAdministration] = []
+        for seq in line.information_sequences:
+            res = self.supporting_resource(seq)
+            if res is None:
+                continue
+            a = self._administration_by_resource.get(id(res.resource))
+            if a is not None and a not in out:
+                out.append(a)
+        return out
+
+    def administrations_for(self, line: ClaimLine) -> list[RecordAdministration]:
+        """Administrations behind a drug line: linked ones, else same HCPCS code and date."""
+        linked = self.linked_administrations(line)
+        if linked or not line.code:
+            return linked
+        return [
+            a
+            for a in self.administrations
+            if any(c.code == line.code for c in a.codes) and on_line_dates(line, a.effective_date)
+        ]
+
+
+def on_line_dates(line: ClaimLine, day: date | None) -> bool:
+    """Whether a record date falls on the line's date of service (or within its period)."""
+    if day is None or line.service_date is None:
+        return False
+    return line.service_date <= day <= (line.service_end or line.service_date)
+
 
 def _setting(claim: dict[str, Any], pack: RulePack) -> tuple[str, str | None]:
     claim_type = None
@@ -316,9 +440,11 @@ def _patient(claim: dict[str, Any], refs: ReferenceIndex) -> Patient:
     return Patient(parse_date(p.get("birthDate")), sex, resolved)
 
 
-def build_context(doc: InputDocument, tables: Tables, pack: RulePack, today: date) -> ClaimContext:
+def build_context(
+    doc: InputDocument, tables: Tables, pack: RulePack, today: date, refs: ReferenceIndex | None = None
+) -> ClaimContext:
     claim = doc.claim
-    refs = ReferenceIndex(doc)
+    refs = refs or ReferenceIndex(doc)
     setting, claim_type = _setting(claim, pack)
     bp = _dict(claim.get("billablePeriod"))
     claim_start, claim_end = parse_date(bp.get("start")), parse_date(bp.get("end"))

@@ -19,7 +19,16 @@ from .context import ClaimContext, build_context
 from .findings import Finding, Severity
 from .loader import BadInput, InputDocument, Limits, load
 from .outcome import context_extension, fatal, render
-from .packs import PACKAGED_PROFILES, REPO_PROFILES, RulePack, default_pack_for, load_pack
+from .packs import (
+    PACKAGED_PROFILES,
+    REPO_PROFILES,
+    RulePack,
+    claim_payer_keys,
+    default_pack_for,
+    load_pack,
+    payers_mapped,
+)
+from .references import ReferenceIndex
 from .registry import Rule, rule_count, select_rules, still_registered
 from .tables import Tables, get_tables
 from .validation import structure_errors
@@ -89,18 +98,26 @@ def _profile_dirs(env: str | None) -> tuple[str, ...]:
     return (*(p for p in (env or "").split(os.pathsep) if p), str(REPO_PROFILES), str(PACKAGED_PROFILES))
 
 
-def _pack_stamp(env: str | None, pack_file: Path | None) -> tuple[float | None, ...]:
-    return (*[_mtime(d) for d in _profile_dirs(env)], _mtime(str(pack_file)) if pack_file else None)
+def _pack_stamp(env: str | None, pack_files: tuple[Path | None, ...]) -> tuple[float | None, ...]:
+    return (*[_mtime(d) for d in _profile_dirs(env)], *(_mtime(str(f)) if f else None for f in pack_files))
 
 
-def _default_pack(claim: dict[str, Any]) -> RulePack:
-    name = default_pack_for(claim)
+def _default_pack(claim: dict[str, Any], refs: ReferenceIndex | None = None) -> RulePack:
+    payers: list[str] = []
+    if refs is not None and payers_mapped():  # Coverage.payor / Claim.insurer -> pack (payers.yaml)
+
+        def resolve(ref: str) -> dict[str, Any] | None:
+            hit = refs.resolve(ref)
+            return hit.resource if hit is not None else None
+
+        payers = claim_payer_keys(claim, resolve)
+    name = default_pack_for(claim, payers)
     env = os.environ.get("FHIR_CHECKER_PROFILES")
     hit = _PACK_CACHE.get((name, env))
-    if hit is not None and _pack_stamp(env, hit[1].path) == hit[0]:
+    if hit is not None and _pack_stamp(env, hit[1].files or (hit[1].path,)) == hit[0]:
         return hit[1]
     pack = load_pack(name)
-    _PACK_CACHE[(name, env)] = (_pack_stamp(env, pack.path), pack)
+    _PACK_CACHE[(name, env)] = (_pack_stamp(env, pack.files or (pack.path,)), pack)
     return pack
 
 
@@ -158,13 +175,15 @@ def run(
         doc = data if isinstance(data, InputDocument) else load(data, limits)
     except BadInput as exc:
         return Result(fatal(exc.message, code=exc.code, expression=exc.expression), fatal=True)
+    refs: ReferenceIndex | None = None
     if isinstance(profile, RulePack):
         pack = profile
     elif profile:
         pack = load_pack(profile)
     else:
-        pack = _default_pack(doc.claim)
-    ctx = build_context(doc, tables, pack, today or date.today())
+        refs = ReferenceIndex(doc)
+        pack = _default_pack(doc.claim, refs)
+    ctx = build_context(doc, tables, pack, today or date.today(), refs=refs)
     findings: list[Finding] = []
     rules = _rules_for(pack, select, ignore)
     if any(r.id == STRUCTURE_RULE_ID for r in rules):

@@ -48,10 +48,10 @@ class Rule:
         fix: Fix | None = None,
         **extra: Any,
     ) -> Finding:
-        if self.ioce_edit and "I/OCE" not in evidence:
-            evidence = (
-                f"{evidence}; I/OCE edit {self.ioce_edit}" if evidence else (f"I/OCE edit {self.ioce_edit}")
-            )
+        # Table titles say "(I/OCE)" too, so look for the edit citation itself.
+        if self.ioce_edit and "I/OCE edit" not in evidence:
+            cite = f"I/OCE edit {self.ioce_edit}"
+            evidence = f"{evidence}; {cite}" if evidence else cite
         return Finding(
             rule_id=self.id,
             rule_name=self.name,

@@ -293,24 +293,26 @@ def port_flush() -> dict[str, Any]:
 
 
 def prolonged_infusion() -> dict[str, Any]:
-    """Prolonged chemotherapy infusion by pump, more than 8 hours (96425), professional."""
+    """Hepatic arterial chemotherapy by implanted pump, more than 8 hours (96425), for colon
+    cancer metastatic to the liver; professional claim."""
     pat = "Patient/pat-3"
     dos = "2026-05-05"
     res = [
         patient(3, "1959-11-30", "male"),
         coverage(pat),
-        condition(5, "C92.00", pat),
+        condition(5, "C18.7", pat),
         condition(6, "Z51.11", pat),
+        condition(7, "C78.7", pat),
         procedure(9, [(CPT, "96425")], pat, f"{dos}T08:00:00-05:00", f"{dos}T17:30:00-05:00"),
     ]
-    items = [line(1, CPT, "96425", 1, dos, [2, 1], procs=[1])]
+    items = [line(1, CPT, "96425", 1, dos, [2, 1, 3], procs=[1])]
     c = claim(
         "claim-infusion-1",
         "professional",
         pat,
         "2026-05-06",
         items,
-        ["Condition/cond-5", "Condition/cond-6"],
+        ["Condition/cond-5", "Condition/cond-6", "Condition/cond-7"],
         [("Procedure/proc-9", dos)],
         [],
         "Coverage/cov-1",
@@ -355,6 +357,394 @@ def bare_claim() -> dict[str, Any]:
     }
 
 
+# --- record-check rule cases (fixtures/rules/<RULE>/<case>.json) ----------------------
+# Each is a variant of an example bundle with one thing changed, and the findings of that
+# rule it must produce (the port-placement bundle itself produces none).
+
+TODAY = "2026-11-22"
+
+
+def _claim(b: dict[str, Any]) -> dict[str, Any]:
+    claim: dict[str, Any] = b["entry"][0]["resource"]
+    return claim
+
+
+def _entry(b: dict[str, Any], rid: str) -> tuple[int, dict[str, Any]]:
+    for i, e in enumerate(b["entry"]):
+        if e["resource"].get("id") == rid:
+            return i, e["resource"]
+    raise KeyError(rid)
+
+
+def _case(
+    rule_id: str,
+    name: str,
+    description: str,
+    data: dict[str, Any],
+    expect: list[tuple[str, str]],
+    profile: str | None = None,
+) -> tuple[str, str, dict[str, Any]]:
+    case: dict[str, Any] = {"description": description, "today": TODAY}
+    if profile:
+        case["profile"] = profile
+    case["input"] = data
+    case["expect"] = [{"rule": rule_id, "severity": sev, "expression": ex} for sev, ex in expect]
+    return rule_id, name, case
+
+
+def _port() -> dict[str, Any]:
+    return port_placement()
+
+
+def record_cases() -> list[tuple[str, str, dict[str, Any]]]:
+    cases = []
+    # DOC001: 77001 not linked, and its Procedure was on another day
+    b = _port()
+    del _claim(b)["item"][2]["procedureSequence"]
+    _, p3 = _entry(b, "proc-3")
+    p3["performedDateTime"] = "2026-03-09T09:30:00-05:00"
+    cases.append(
+        _case(
+            "DOC001",
+            "fires",
+            "77001 billed 2026-03-10, linked to no Procedure; the only 77001 Procedure is of 2026-03-09.",
+            b,
+            [("warning", "Claim.item[2].productOrService.coding[0]")],
+        )
+    )
+    b = _port()
+    for ln in _claim(b)["item"]:
+        ln.pop("procedureSequence", None)
+    cases.append(
+        _case(
+            "DOC001",
+            "passes-unlinked",
+            "No line links a Procedure, but each procedure line has one with its code on its date (99152 and 99153 share one sedation Procedure).",
+            b,
+            [],
+        )
+    )
+    cases.append(
+        _case("DOC001", "passes", "The full port placement: every procedure line documented.", _port(), [])
+    )
+    # DOC002 / DOC003: status
+    b = _port()
+    _entry(b, "proc-1")[1]["status"] = "not-done"
+    cases.append(
+        _case(
+            "DOC002",
+            "fires",
+            "36561 billed, its Procedure is not-done (port placement cancelled).",
+            b,
+            [("error", "Claim.item[0].productOrService.coding[0]")],
+        )
+    )
+    b = _port()
+    _entry(b, "proc-2")[1]["status"] = "entered-in-error"
+    cases.append(
+        _case(
+            "DOC002",
+            "fires-entered-in-error",
+            "76937's Procedure was entered in error.",
+            b,
+            [("error", "Claim.item[1].productOrService.coding[0]")],
+        )
+    )
+    cases.append(_case("DOC002", "passes", "Every Procedure completed.", _port(), []))
+    b = _port()
+    _entry(b, "proc-4")[1]["status"] = "in-progress"
+    cases.append(
+        _case(
+            "DOC003",
+            "fires",
+            "The sedation Procedure behind 99152 and 99153 is still in-progress.",
+            b,
+            [
+                ("warning", "Claim.item[5].productOrService.coding[0]"),
+                ("warning", "Claim.item[6].productOrService.coding[0]"),
+            ],
+        )
+    )
+    cases.append(_case("DOC003", "passes", "Every Procedure completed.", _port(), []))
+    # UNB001: 77001 documented, not billed
+    b = _port()
+    del _claim(b)["item"][2]
+    i3, _ = _entry(b, "proc-3")
+    cases.append(
+        _case(
+            "UNB001",
+            "fires",
+            "77001 (fluoroscopic guidance) documented and completed, but no line bills it.",
+            b,
+            [("warning", f"Bundle.entry[{i3}].resource.code.coding[0]")],
+        )
+    )
+    b = _port()
+    del _claim(b)["item"][2]
+    _entry(b, "proc-3")[1]["status"] = "not-done"
+    cases.append(
+        _case(
+            "UNB001",
+            "passes-not-done",
+            "77001 not billed, and its Procedure was not done: nothing missed.",
+            b,
+            [],
+        )
+    )
+    cases.append(_case("UNB001", "passes", "Every documented procedure billed.", _port(), []))
+    # DAT003: line date vs performed date
+    b = _port()
+    _claim(b)["item"][0]["servicedDate"] = "2026-03-11"
+    cases.append(
+        _case(
+            "DAT003",
+            "fires",
+            "36561 dated 2026-03-11; its Procedure was performed 2026-03-10.",
+            b,
+            [("error", "Claim.item[0].servicedDate")],
+        )
+    )
+    cases.append(_case("DAT003", "passes", "Every linked line dated on its performed date.", _port(), []))
+    # TIM001 / TIM002
+    b = _port()
+    _claim(b)["item"][6]["quantity"]["value"] = 3
+    cases.append(
+        _case(
+            "TIM001",
+            "fires",
+            "38 minutes of sedation (09:02-09:40) support 99152 + 2 units of 99153; 3 are billed.",
+            b,
+            [("error", "Claim.item[6].quantity")],
+        )
+    )
+    b = _port()
+    _, p4 = _entry(b, "proc-4")
+    p4["performedPeriod"]["end"] = "2026-03-10T09:20:00-05:00"
+    cases.append(
+        _case(
+            "TIM001",
+            "fires-under-23-minutes",
+            "18 minutes of sedation support 99152 alone; 99153 x 1 is not supported.",
+            b,
+            [("error", "Claim.item[6].quantity")],
+        )
+    )
+    b = prolonged_infusion()
+    _, p9 = _entry(b, "proc-9")
+    p9["performedPeriod"]["end"] = "2026-05-05T14:00:00-05:00"
+    cases.append(
+        _case(
+            "TIM001",
+            "fires-96425-under-8-hours",
+            "96425 needs more than 8 hours; the pump infusion ran 6 hours.",
+            b,
+            [("error", "Claim.item[0].quantity")],
+        )
+    )
+    b = _port()
+    _, p4 = _entry(b, "proc-4")
+    del p4["performedPeriod"]
+    p4["performedDateTime"] = "2026-03-10T09:02:00-05:00"
+    p4["note"] = [{"text": "Moderate sedation, intraservice time 25 minutes, independent observer present."}]
+    cases.append(
+        _case(
+            "TIM001",
+            "passes-note-minutes",
+            "Sedation time documented in a note (25 minutes): 99152 + 1 unit of 99153.",
+            b,
+            [],
+        )
+    )
+    cases.append(_case("TIM001", "passes", "38 minutes of sedation, 99152 + 99153 x 1.", _port(), []))
+    b = _port()
+    _, p4 = _entry(b, "proc-4")
+    del p4["performedPeriod"]
+    p4["performedDateTime"] = "2026-03-10T09:02:00-05:00"
+    cases.append(
+        _case(
+            "TIM002",
+            "fires",
+            "The sedation Procedure has only a start time: no documented duration for 99152 / 99153.",
+            b,
+            [
+                ("warning", "Claim.item[5].productOrService.coding[0]"),
+                ("warning", "Claim.item[6].productOrService.coding[0]"),
+            ],
+        )
+    )
+    b = _port()
+    _, p4 = _entry(b, "proc-4")
+    del p4["performedPeriod"]
+    p4["performedDateTime"] = "2026-03-10T09:02:00-05:00"
+    p4["extension"] = [
+        {
+            "url": "https://fhir-checker.dev/StructureDefinition/intraservice-time",
+            "valueDuration": {"value": 30, "unit": "min", "system": UCUM, "code": "min"},
+        }
+    ]
+    cases.append(
+        _case("TIM002", "passes-extension", "Sedation time carried by a Duration extension (30 min).", b, [])
+    )
+    cases.append(_case("TIM002", "passes", "Sedation documented with start and end times.", _port(), []))
+    # UNI001 / UNI002
+    b = _port()
+    _claim(b)["item"][7]["quantity"]["value"] = 2
+    cases.append(
+        _case(
+            "UNI001",
+            "fires",
+            "2 g cefazolin documented; J0690 (500 mg) billed x 2 instead of x 4.",
+            b,
+            [("error", "Claim.item[7].quantity")],
+        )
+    )
+    b = _port()
+    del _claim(b)["item"][9]["informationSequence"]
+    _entry(b, "medadmin-3")[1]["dosage"]["dose"] = {"value": 0.15, "unit": "mg", "system": UCUM, "code": "mg"}
+    cases.append(
+        _case(
+            "UNI001",
+            "fires-by-code-and-date",
+            "Fentanyl 0.15 mg found by HCPCS code and date (not linked): J3010 (0.1 mg) must be x 2 (rounded up).",
+            b,
+            [("error", "Claim.item[9].quantity")],
+        )
+    )
+    b = _port()
+    for ln in _claim(b)["item"]:
+        ln.pop("informationSequence", None)
+    _entry(b, "medadmin-1")[1]["dosage"]["dose"] = {"value": 2000, "unit": "mg", "system": UCUM, "code": "mg"}
+    cases.append(
+        _case(
+            "UNI001",
+            "passes-unlinked-mg",
+            "Cefazolin 2000 mg found by code and date: J0690 x 4 is right.",
+            b,
+            [],
+        )
+    )
+    cases.append(
+        _case("UNI001", "passes", "J0690 x 4 (2 g), J2250 x 2 (2 mg), J3010 x 1 (100 ug).", _port(), [])
+    )
+    b = _port()
+    _entry(b, "medadmin-2")[1]["status"] = "not-done"
+    cases.append(
+        _case(
+            "UNI002",
+            "fires",
+            "J2250 billed, but the midazolam administration was not done.",
+            b,
+            [("warning", "Claim.item[8].productOrService.coding[0]")],
+        )
+    )
+    cases.append(_case("UNI002", "passes", "Every drug line has its administration.", _port(), []))
+    # RDV001 / RDV002
+    b = _port()
+    del _claim(b)["item"][3]
+    i1, _ = _entry(b, "proc-1")
+    cases.append(
+        _case(
+            "RDV001",
+            "fires",
+            "The port Procedure implants Device C1788, which the claim does not bill.",
+            b,
+            [("warning", f"Bundle.entry[{i1}].resource.focalDevice[0]")],
+        )
+    )
+    b = _port()
+    del _claim(b)["item"][3]
+    _, dev = _entry(b, "dev-port")
+    dev["type"] = {"text": "Implantable venous access port, single lumen"}
+    cases.append(
+        _case(
+            "RDV001",
+            "fires-device-by-name",
+            "The Device is typed by name only ('... port'): C1788, not billed.",
+            b,
+            [("warning", f"Bundle.entry[{i1}].resource.focalDevice[0]")],
+        )
+    )
+    cases.append(_case("RDV001", "passes", "C1788 billed with 36561.", _port(), []))
+    b = _port()
+    _claim(b)["item"][0]["modifier"] = [{"coding": [{"system": HCPCS, "code": "RT"}]}]
+    cases.append(
+        _case(
+            "RDV002",
+            "fires",
+            "36561 billed with RT; the Procedure's bodySite is SNOMED 7771000 (left).",
+            b,
+            [("error", "Claim.item[0].modifier[0]")],
+        )
+    )
+    b = _port()
+    _claim(b)["item"][0]["modifier"] = [{"coding": [{"system": HCPCS, "code": "RT"}]}]
+    _, p1 = _entry(b, "proc-1")
+    p1["bodySite"] = [{"text": "left upper chest wall"}]
+    cases.append(
+        _case(
+            "RDV002",
+            "fires-text",
+            "RT billed; the body site says 'left' in text only: a warning.",
+            b,
+            [("warning", "Claim.item[0].modifier[0]")],
+        )
+    )
+    b = _port()
+    _claim(b)["item"][0]["modifier"] = [{"coding": [{"system": HCPCS, "code": "LT"}]}]
+    cases.append(_case("RDV002", "passes", "LT billed, left documented.", b, []))
+    # MNC001 (port-and-infusion pack)
+    b = _port()
+    _claim(b)["item"][0]["diagnosisSequence"] = [2]
+    cases.append(
+        _case(
+            "MNC001",
+            "fires",
+            "36561 linked only to D69.59 (thrombocytopenia): not a diagnosis the port policy accepts.",
+            b,
+            [("warning", "Claim.item[0].diagnosisSequence")],
+            profile="port-and-infusion",
+        )
+    )
+    b = prolonged_infusion()
+    for i, code in ((1, "C92.00"), (3, "D69.59")):
+        _entry(b, f"cond-{4 + i}")[1]["code"]["coding"][0]["code"] = code
+    cases.append(
+        _case(
+            "MNC001",
+            "fires-96425",
+            "96425 (hepatic arterial pump chemotherapy) for AML (C92.00): the policy accepts liver-directed cancers only.",
+            b,
+            [("warning", "Claim.item[0].diagnosisSequence")],
+            profile="port-and-infusion",
+        )
+    )
+    cases.append(
+        _case(
+            "MNC001", "passes", "36561 for AML (C92.00): supported.", _port(), [], profile="port-and-infusion"
+        )
+    )
+    cases.append(
+        _case(
+            "MNC001",
+            "passes-96425",
+            "96425 for colon cancer metastatic to the liver.",
+            prolonged_infusion(),
+            [],
+            profile="port-and-infusion",
+        )
+    )
+    cases.append(
+        _case(
+            "MNC001",
+            "passes-no-policy",
+            "The default pack has no medical-necessity policy: nothing to check.",
+            _port(),
+            [],
+        )
+    )
+    return cases
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     for name, fn in (
@@ -364,6 +754,10 @@ def main() -> None:
         ("bare-claim.json", bare_claim),
     ):
         (OUT / name).write_text(json.dumps(fn(), indent=2) + "\n")
+    for rule_id, name, case in record_cases():
+        folder = OUT / "rules" / rule_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.json").write_text(json.dumps(case, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..packs import RulePack
+    from ..registry import Rule
 
 
 def register(sub: Any) -> None:
@@ -13,6 +17,67 @@ def register(sub: Any) -> None:
     p.add_argument("--profile", help="show what this rule pack turns on, at which severity")
     p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     p.set_defaults(func=run)
+
+
+def _print_pack(pack: RulePack) -> None:
+    from ..policies import describe
+
+    print(f"rule pack {pack.label()}: {pack.title}")
+    if pack.extends:
+        print(f"  extends:  {' -> '.join(pack.extends)}")
+    print(f"  file:     {pack.path}")
+    print(f"  setting:  {pack.setting}" + ("  (from each claim's type)" if pack.setting == "auto" else ""))
+    tables = ", ".join(f"{k}: {v}" for k, v in sorted(pack.tables.items())) or "by claim setting"
+    print(
+        f"  tables:   {tables}" + (f"  (effective {pack.tables_effective})" if pack.tables_effective else "")
+    )
+    print(
+        f"  rules:    select {', '.join(pack.select)}"
+        + (f"; ignore {', '.join(pack.ignore)}" if pack.ignore else "")
+    )
+    for line in describe(pack.policies):
+        print(f"  policy:   {line}")
+    for src in pack.sources:
+        print(f"  source:   {src}")
+    print()
+
+
+def _pack_json(
+    pack: RulePack, rules: list[Rule], enabled: set[str], severity: dict[str, str]
+) -> dict[str, Any]:
+    from ..policies import MedicalNecessity
+
+    mn = pack.policies.get("medical_necessity")
+    return {
+        "id": pack.id,
+        "version": pack.version,
+        "title": pack.title,
+        "extends": list(pack.extends),
+        "setting": pack.setting,
+        "tables": pack.tables,
+        "tables_effective": pack.tables_effective,
+        "select": list(pack.select),
+        "ignore": list(pack.ignore),
+        "sources": list(pack.sources),
+        "policies": {
+            "medical_necessity": {
+                code: {"accept": [a.text for a in p.accept], "label": p.label, "source": p.source}
+                for code, p in sorted(mn.by_code.items())
+            }
+        }
+        if isinstance(mn, MedicalNecessity)
+        else {},
+        "rules": [
+            {
+                "id": r.id,
+                "name": r.name,
+                "category": r.category,
+                "severity": severity.get(r.id, r.severity.value),
+            }
+            for r in rules
+            if r.id in enabled
+        ],
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         enabled = {r.id for r in select_rules(pack.select, pack.ignore)}
         severity = {k: v.value for k, v in pack.severity.items()}
-        print(f"rule pack {pack.label()}: {pack.title} (setting: {pack.setting})")
+        if args.format == "text":
+            _print_pack(pack)
     if args.format == "json":
         print(
             json.dumps(
@@ -64,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
                 ],
                 indent=2,
             )
+            if not args.profile
+            else json.dumps(_pack_json(pack, rules, enabled, severity), indent=2)
         )
         return 0
     if args.format == "markdown":

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 
-from ..codes import DIAGNOSIS_SYSTEMS, is_cpt_format, is_hcpcs_level2_format, is_icd10_format
+from ..codes import CPT, DIAGNOSIS_SYSTEMS, HCPCS, is_cpt_format, is_hcpcs_level2_format, is_icd10_format
 from ..context import ClaimContext
-from ..findings import Finding, Severity
+from ..findings import Finding, Fix, Severity
 from ..registry import Rule, rule
+from ..tables.attributes import Replacement
 from ..tables.codesets import Span, ymd_text
 
 
@@ -121,8 +122,12 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     J2001 (lidocaine) billed for 2025-01-15: terminated, replaced by J2003.
 
     ## How to fix
-    Use the code valid on the date of service (the diagnostics name the span; a
-    replacement code where CMS named one).
+    Use the code valid on the date of service. The diagnostics name the span; where CMS
+    named a replacement that is valid on the date of service, the finding names it and
+    carries a ``replace-code`` fix. Replacements come from the CMS HCPCS file's xref column
+    for terminated codes, and from a short curated list checked against the I/OCE spans
+    (the old code's last day is the day before the new code's first: J2001 -> J2003,
+    2024-10-01, with the unit change: J2003 is per 1 mg where J2001 was per 10 mg).
     """
     table = ctx.tables.hcpcs_validity
     source = ctx.tables.cite("hcpcs_validity")
@@ -135,8 +140,26 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         if v.status == "valid":
             continue
         n = ln.sequence or ln.index + 1
-        replacement = _replacement(ctx, ln.code)
-        hint = f" {replacement} replaces it." if replacement else ""
+        repl = _replacement(ctx, ln.code, ln.service_date) if v.status != "not-yet-valid" else None
+        replacement = repl.replacement if repl else None
+        hint = f" {replacement} replaces it{f' ({repl.note})' if repl and repl.note else ''}." if repl else ""
+        fix = (
+            Fix(
+                kind="replace-code",
+                line=ln.index,
+                value=repl.replacement,
+                system=HCPCS if is_hcpcs_level2_format(repl.replacement) else CPT,
+                label=f"Replace {ln.code} with {repl.replacement}",
+            )
+            if repl
+            else None
+        )
+        named = (
+            f"; replaced by {repl.replacement} after {ymd_text(repl.last_day)} "
+            f"({ctx.tables.cite('hcpcs_replacements')})"
+            if repl
+            else ""
+        )
         if v.status == "unknown":
             level2 = is_hcpcs_level2_format(ln.code)
             yield r.finding(
@@ -144,7 +167,8 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 line=ln.index,
                 severity=None if level2 else Severity.WARNING,
                 message=f"Line {n}: {ln.code} is not a known {'HCPCS Level II' if level2 else 'CPT'} code.{hint}",
-                evidence=f"{ln.code} not found in {source}",
+                evidence=f"{ln.code} not found in {source}{named}; I/OCE edit 6",
+                fix=fix,
             )
             continue
         spans = "; ".join(f"{ymd_text(s.valid_from)} to {ymd_text(s.valid_to)}" for s in v.spans)
@@ -153,14 +177,19 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             expression=ln.code_path,
             line=ln.index,
             message=f"Line {n}: {ln.code} {when} the date of service {ln.service_date.isoformat()}.{hint}",
-            evidence=f"{ln.code} valid {spans}; date of service {ln.service_date.isoformat()}; {source}",
+            evidence=f"{ln.code} valid {spans}; date of service {ln.service_date.isoformat()}; {source}{named}"
+            "; I/OCE edit 6",
+            fix=fix,
             replacement=replacement,
         )
 
 
-def _replacement(ctx: ClaimContext, code: str) -> str | None:
-    getter = getattr(ctx.tables, "replacement_code", None)
-    return getter(code) if callable(getter) else None
+def _replacement(ctx: ClaimContext, code: str, on: date) -> Replacement | None:
+    """The code CMS put in place of a terminated one, when it is itself valid on the date."""
+    repl = ctx.tables.hcpcs_replacements.get(code)
+    if repl is None or ctx.tables.hcpcs_validity.validity(repl.replacement, on).status != "valid":
+        return None
+    return repl
 
 
 def _claim_dx_date(ctx: ClaimContext) -> date | None:

@@ -13,7 +13,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .attributes import (  # I/OCE attribute tables (age, sex, device, modifier edits)
+    DevicePairs,
+    ModifierTable,
+    ProcedureTable,
+    Replacement,
+    SexSpecific,
+    read_ages,
+    read_pctc,
+    read_replacements,
+    read_sex,
+)
 from .codesets import CodeSpans, Icd10Codes
+from .drugs import DrugUnits
+from .ncci import AddonTable, MueTable, PtpTable
 
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -57,6 +70,72 @@ class Tables:
     @cached_property
     def icd10cm(self) -> Icd10Codes:
         return Icd10Codes(CodeSpans.read(self.path("icd10cm_validity")))
+
+    # --- clinical-record tables (record checks) ---
+    @cached_property
+    def drug_units(self) -> DrugUnits:
+        return DrugUnits.read(self.path("drug_units"))
+
+    # --- I/OCE attribute tables (age, sex, device, modifier, terminated-code edits) ---
+    @cached_property
+    def procedure_attributes(self) -> ProcedureTable:
+        return ProcedureTable.read(self.path("procedure_attributes"))
+
+    @cached_property
+    def device_pairs(self) -> DevicePairs:
+        return DevicePairs.read(self.path("device_procedure_pairs"))
+
+    @cached_property
+    def modifiers(self) -> ModifierTable:
+        return ModifierTable.read(self.path("modifier_attributes"))
+
+    @cached_property
+    def pfs_pctc(self) -> dict[str, str]:
+        return read_pctc(self.path("pfs_pctc"))
+
+    @cached_property
+    def hcpcs_replacements(self) -> dict[str, Replacement]:
+        return read_replacements(self.path("hcpcs_replacements"))
+
+    @cached_property
+    def icd10cm_age(self) -> dict[str, tuple[int, int]]:
+        return read_ages(self.path("icd10cm_age"))
+
+    @cached_property
+    def icd10cm_sex(self) -> dict[str, SexSpecific]:
+        return read_sex(self.path("icd10cm_sex"))
+
+    # --- end of I/OCE attribute tables ---
+
+    # --- NCCI tables (PTP, MUE, add-on); ptp()/mue() pick the setting's table ---
+    @cached_property
+    def ptp_practitioner(self) -> PtpTable:
+        return PtpTable(self.path("ptp_practitioner"))
+
+    @cached_property
+    def ptp_outpatient_hospital(self) -> PtpTable:
+        return PtpTable(self.path("ptp_outpatient_hospital"))
+
+    @cached_property
+    def mue_practitioner(self) -> MueTable:
+        return MueTable(self.path("mue_practitioner"))
+
+    @cached_property
+    def mue_outpatient_hospital(self) -> MueTable:
+        return MueTable(self.path("mue_outpatient_hospital"))
+
+    @cached_property
+    def addons(self) -> AddonTable:
+        return AddonTable(self.path("addon_codes"))
+
+    def ptp(self, setting: str) -> PtpTable:
+        """The PTP table of a setting: ``practitioner`` or ``outpatient-hospital``."""
+        return self.ptp_outpatient_hospital if setting == "outpatient-hospital" else self.ptp_practitioner
+
+    def mue(self, setting: str) -> MueTable:
+        return self.mue_outpatient_hospital if setting == "outpatient-hospital" else self.mue_practitioner
+
+    # --- end of NCCI tables ---
 
     def warm(self) -> None:
         """Load every table now (servers and benchmarks call this at start-up)."""

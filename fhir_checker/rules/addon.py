@@ -1,0 +1,173 @@
+"""[add-on] NCCI add-on code edits: an add-on code billed without its primary procedure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..context import ClaimContext, ClaimLine
+from ..findings import Finding, Fix, Severity
+from ..registry import Rule, rule
+from ..tables.ncci import AddonEdit
+from .ncci_common import code_system, line_number, same_day_groups
+
+TABLE = "addon_codes"
+
+
+def _addon_lines(ctx: ClaimContext, edit_type: int) -> Iterator[tuple[ClaimLine, AddonEdit, set[str]]]:
+    """(add-on line, its edit of that type, codes billed the same day by the same provider)."""
+    table = ctx.tables.addons
+    for (day, _provider), lines in same_day_groups(ctx).items():
+        day_codes = {ln.code for ln in lines if ln.code}
+        for ln in lines:
+            if ln.code is None or ln.code not in table:
+                continue
+            edit = table.edit(ln.code, day)
+            if edit is not None and edit.edit_type == edit_type:
+                yield ln, edit, day_codes
+
+
+def _shown(codes: tuple[str, ...], limit: int = 12) -> str:
+    return ", ".join(codes[:limit]) + (f" and {len(codes) - limit} more" if len(codes) > limit else "")
+
+
+def _missing_primary(ctx: ClaimContext, r: Rule, edit_type: int) -> Iterator[Finding]:
+    source = ctx.tables.cite(TABLE)
+    for ln, edit, day_codes in _addon_lines(ctx, edit_type):
+        if not edit.primaries or day_codes & set(edit.primaries):
+            continue
+        n = line_number(ln)
+        needs = _shown(edit.primaries)
+        fix = None
+        if len(edit.primaries) == 1:
+            p = edit.primaries[0]
+            fix = Fix(
+                kind="add-line",
+                line=ln.index,
+                value=p,
+                system=code_system(p),
+                label=f"Add the primary procedure {p} on {ln.service_date}",
+            )
+        qualifier = "" if edit_type == 1 else " or a contractor-defined primary"
+        yield r.finding(
+            expression=ln.code_path,
+            line=ln.index,
+            message=(
+                f"Line {n}: add-on code {ln.code} is billed without its primary procedure "
+                f"({needs}{qualifier}) on {ln.service_date}."
+            ),
+            evidence=(
+                f"add-on {ln.code}: AOC edit type {edit_type}; listed primaries {needs}; none billed on "
+                f"{ln.service_date}; {source}; I/OCE edit {r.ioce_edit}"
+            ),
+            fix=fix,
+        )
+
+
+@rule(
+    id="ADD001",
+    name="addon-without-primary",
+    category="add-on",
+    severity="error",
+    issue_type="business-rule",
+    summary="A Type 1 add-on code without any of its listed primary procedures on the same date",
+    ioce_edit="106",
+)
+def addon_without_primary(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
+    """
+    ## What it checks
+    Each line whose code is a **Type 1** add-on code in the NCCI add-on code file in force
+    on its date of service: at least one of the primary procedure codes the file lists for
+    it must be billed on the claim for the same date (on professional claims, by the same
+    rendering provider).
+
+    ## Why payers deny it
+    An add-on code describes work done in addition to a primary service ("each additional
+    hour", "list separately in addition to"); it is never paid alone. For Type 1 add-ons
+    CMS lists every acceptable primary, and contractors deny the add-on when none of them is
+    paid for the same patient and date (I/OCE edit 106).
+
+    ## Example
+    96371 (additional subcutaneous infusion pump set-up) without 96369; 99153 (each
+    additional 15 minutes of moderate sedation) without 99151, 99152 or G0500.
+
+    ## How to fix
+    Bill the primary procedure that was performed (when the file lists exactly one, the
+    suggested fix adds it), or remove the add-on if the primary was not done.
+    """
+    return _missing_primary(ctx, r, 1)
+
+
+@rule(
+    id="ADD002",
+    name="addon-without-listed-primary",
+    category="add-on",
+    severity="warning",
+    issue_type="business-rule",
+    summary="A Type 3 add-on code without any of its listed primary procedures on the same date",
+    ioce_edit="108",
+)
+def addon_without_listed_primary(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
+    """
+    ## What it checks
+    Each line whose code is a **Type 3** add-on code in the NCCI add-on code file: whether
+    one of the primary codes CMS lists for it is billed for the same date.
+
+    ## Why payers deny it
+    For Type 3 add-ons CMS lists some primaries and lets each contractor accept others, so
+    a missing listed primary is likely, not certain, to be denied (I/OCE edit 108).
+
+    ## Example
+    96161 (caregiver health risk assessment) billed without any of the listed primaries.
+
+    ## How to fix
+    Bill the primary service that was performed with it, or check that your contractor
+    accepts the primary you billed.
+    """
+    return _missing_primary(ctx, r, 3)
+
+
+@rule(
+    id="ADD003",
+    name="addon-alone",
+    category="add-on",
+    severity="information",
+    issue_type="informational",
+    summary="A Type 2 add-on code (contractor-defined primaries) is the only service on its date",
+    ioce_edit="107",
+)
+def addon_alone(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
+    """
+    ## What it checks
+    Each line whose code is a **Type 2** add-on code in the NCCI add-on code file (CMS lists
+    no primaries: each contractor defines them): whether any other, non-add-on service is
+    billed for the same date that could be its primary.
+
+    ## Why payers deny it
+    A Type 2 add-on is paid only with a primary procedure the contractor accepts; billed
+    alone it has none (I/OCE edit 107). Which primaries are accepted is the contractor's
+    list, so this is information to check, not an error.
+
+    ## Example
+    0054T (computer-assisted navigation, add-on) as the only line of the day.
+
+    ## How to fix
+    Bill the primary procedure it was performed with, per your contractor's list.
+    """
+    source = ctx.tables.cite(TABLE)
+    table = ctx.tables.addons
+    for ln, _edit, day_codes in _addon_lines(ctx, 2):
+        others = {c for c in day_codes if c != ln.code and c not in table}
+        if others:
+            continue
+        n = line_number(ln)
+        yield r.finding(
+            expression=ln.code_path,
+            line=ln.index,
+            severity=Severity.INFORMATION,
+            message=(
+                f"Line {n}: add-on code {ln.code} is the only service on {ln.service_date}; it is paid "
+                f"only with a primary procedure your contractor accepts."
+            ),
+            evidence=f"add-on {ln.code}: AOC edit type 2 (contractor-defined primaries); no other service on "
+            f"{ln.service_date}; {source}; I/OCE edit {r.ioce_edit}",
+        )

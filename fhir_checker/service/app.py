@@ -1,0 +1,68 @@
+"""The app factory: one FastAPI app serving the engine as a FHIR operation and a CDS service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from .. import __version__
+from ..tables import get_tables
+from . import cds_hooks, fhir_operation, rule_docs
+from .auth import JwtVerifier
+from .config import ServiceConfig
+from .errors import install_handlers
+from .feedback import FeedbackStore
+
+log = logging.getLogger("fhir_checker.service")
+
+AUTH_OFF_WARNING = (
+    "CDS client authentication is OFF: any caller can use the CDS service. "
+    "Use this for local development only."
+)
+
+__all__ = ["ServiceConfig", "create_app"]
+
+
+def create_app(config: ServiceConfig | None = None) -> FastAPI:
+    cfg = config or ServiceConfig()
+    verifier = JwtVerifier(cfg)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        get_tables()  # load the tables before the first request, not during it
+        try:
+            yield
+        finally:
+            await verifier.aclose()
+
+    app = FastAPI(
+        title="fhir-checker",
+        version=__version__,
+        description="FHIR claim pre-check: `POST /fhir/Claim/$precheck` (FHIR operation) and a CDS "
+        "Hooks service (`/cds-services`). Every error is an OperationOutcome.",
+        lifespan=lifespan,
+    )
+    app.state.config = cfg
+    app.state.verifier = verifier
+    app.state.feedback = FeedbackStore()
+    if not cfg.auth:
+        log.warning(AUTH_OFF_WARNING)
+    elif not cfg.issuers:
+        log.warning("no trusted CDS client issuers are configured: every hook call will get 401")
+    if cfg.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cfg.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+            max_age=600,
+        )
+    install_handlers(app)
+    app.include_router(fhir_operation.router)
+    app.include_router(cds_hooks.router)
+    app.include_router(rule_docs.router)
+    return app

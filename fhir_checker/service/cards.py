@@ -1,0 +1,238 @@
+"""Findings -> CDS Hooks cards; certain fixes (:class:`~fhir_checker.findings.Fix`) -> suggestions.
+
+One card per finding, naming the claim line it belongs to. A suggestion is offered only
+where the finding carries a Fix (the rule is certain of the correction); its one action is
+a FHIR ``update`` of the whole Claim with the fix applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ..findings import Finding, Fix, Severity
+from ..outcome import CONTEXT_EXTENSION, RULE_SYSTEM
+
+SUMMARY_MAX = 139  # CDS Hooks: summary under 140 characters
+INDICATOR = {
+    Severity.FATAL: "critical",
+    Severity.ERROR: "critical",
+    Severity.WARNING: "warning",
+    Severity.INFORMATION: "info",
+}
+OVERRIDE_SYSTEM = "https://fhir-checker.dev/CodeSystem/override-reason"
+OVERRIDE_REASONS = [
+    {
+        "code": "documentation-supports",
+        "system": OVERRIDE_SYSTEM,
+        "display": "Documentation supports the claim as billed",
+    },
+    {"code": "payer-exception", "system": OVERRIDE_SYSTEM, "display": "This payer does not apply this edit"},
+    {"code": "rule-wrong", "system": OVERRIDE_SYSTEM, "display": "The finding is wrong for this claim"},
+]
+FINDING_EXTENSION = "org.fhir-checker.finding"
+OUTCOME_EXTENSION = "org.fhir-checker.operation-outcome"
+
+
+def _items(claim: dict[str, Any]) -> list[Any]:
+    items = claim.get("item")
+    return items if isinstance(items, list) else []
+
+
+def line_label(claim: dict[str, Any], line: int | None) -> str | None:
+    """``Line 3 (J0690)``: the item's sequence (as billed) and its code."""
+    items = _items(claim)
+    if line is None or not 0 <= line < len(items) or not isinstance(items[line], dict):
+        return None
+    item = items[line]
+    seq = item.get("sequence") if isinstance(item.get("sequence"), int) else line + 1
+    codings = (
+        (item.get("productOrService") or {}).get("coding")
+        if isinstance(item.get("productOrService"), dict)
+        else None
+    )
+    code = next((c.get("code") for c in codings or [] if isinstance(c, dict) and c.get("code")), None)
+    return f"Line {seq} ({code})" if code else f"Line {seq}"
+
+
+_LINE_PREFIX = re.compile(r"^Line \d+: ")
+
+
+def _summary(label: str | None, message: str) -> str:
+    if label:
+        message = _LINE_PREFIX.sub("", message)  # the label names the line already
+    text = f"{label}: {message}" if label else message
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def source_label(outcome: dict[str, Any]) -> str:
+    """``fhir-checker cms-practitioner@2026.1, tables as of 2026-04-01``."""
+    pack, dates = None, []
+    for ext in outcome.get("extension") or []:
+        if ext.get("url") != CONTEXT_EXTENSION:
+            continue
+        for part in ext.get("extension") or []:
+            if part.get("url") == "rulePack":
+                pack = part.get("valueString")
+            elif part.get("url") == "table":
+                dates.append(str(part.get("valueString", "")).rsplit(" ", 1)[-1])
+    label = f"fhir-checker {pack}" if pack else "fhir-checker"
+    real = sorted(d for d in dates if d[:4].isdigit())
+    return f"{label}, tables as of {real[-1]}" if real else label
+
+
+# ---------------------------------------------------------------------------- fixes
+
+
+def apply_fix(claim: dict[str, Any], fix: Fix) -> dict[str, Any] | None:
+    """The Claim with ``fix`` applied, or None when it does not fit this claim."""
+    items = _items(claim)
+    if not 0 <= fix.line < len(items) or not isinstance(items[fix.line], dict):
+        return None
+    fixed = copy.deepcopy(claim)
+    new_items: list[Any] = fixed["item"]
+    item: dict[str, Any] = new_items[fix.line]
+    if fix.kind == "remove-line":
+        del new_items[fix.line]
+        if not new_items:
+            return None  # a claim needs at least one line: not a certain fix
+    elif fix.kind == "set-units":
+        if not isinstance(fix.value, int | float) or isinstance(fix.value, bool) or fix.value <= 0:
+            return None
+        quantity: dict[str, Any] = item["quantity"] if isinstance(item.get("quantity"), dict) else {}
+        item["quantity"] = {**quantity, "value": fix.value}
+        price = (
+            (item.get("unitPrice") or {}).get("value") if isinstance(item.get("unitPrice"), dict) else None
+        )
+        if isinstance(price, int | float) and isinstance(item.get("net"), dict):
+            factor = item.get("factor", 1) if isinstance(item.get("factor"), int | float) else 1
+            item["net"] = {**item["net"], "value": round(price * fix.value * factor, 2)}
+    elif fix.kind == "replace-code":
+        if not isinstance(fix.value, str) or not fix.value:
+            return None
+        # The old display (and text) described the old code: they go with it.
+        item["productOrService"] = {
+            "coding": [{"system": fix.system, "code": fix.value} if fix.system else {"code": fix.value}]
+        }
+    elif fix.kind == "add-line":
+        if not isinstance(fix.value, str) or not fix.value:
+            return None
+        sequences: list[int] = [
+            i["sequence"] for i in new_items if isinstance(i, dict) and isinstance(i.get("sequence"), int)
+        ]
+        added: dict[str, Any] = {"sequence": max(sequences, default=0) + 1}
+        added["productOrService"] = {
+            "coding": [{"system": fix.system, "code": fix.value} if fix.system else {"code": fix.value}]
+        }
+        # Same encounter, date, place, diagnoses and care team as the line it belongs with.
+        for key in (
+            "careTeamSequence",
+            "diagnosisSequence",
+            "revenue",
+            "servicedDate",
+            "servicedPeriod",
+            "locationCodeableConcept",
+            "encounter",
+        ):
+            if key in item:
+                added[key] = copy.deepcopy(item[key])
+        added["quantity"] = {"value": 1}
+        new_items.append(added)
+    else:
+        return None
+    return fixed
+
+
+def describe_fix(claim: dict[str, Any], fix: Fix) -> str:
+    label = line_label(claim, fix.line) or f"line index {fix.line}"
+    label = label[0].lower() + label[1:]  # mid-sentence
+    if fix.kind == "remove-line":
+        return f"Remove {label} from the claim"
+    if fix.kind == "set-units":
+        return (
+            f"Set the units of {label} to {fix.value:g}"
+            if isinstance(fix.value, int | float)
+            else "Set units"
+        )
+    if fix.kind == "replace-code":
+        return f"Replace the code of {label} with {fix.value}"
+    if fix.kind == "add-line":
+        return f"Add a line for {fix.value}, same date as {label}"
+    return fix.label or fix.kind
+
+
+def suggestion(claim: dict[str, Any], fix: Fix) -> dict[str, Any] | None:
+    fixed = apply_fix(claim, fix)
+    if fixed is None:
+        return None
+    description = describe_fix(claim, fix)
+    return {
+        "label": (fix.label or description)[:SUMMARY_MAX],
+        "uuid": str(uuid.uuid4()),
+        "isRecommended": True,
+        "actions": [{"type": "update", "description": description, "resource": fixed}],
+    }
+
+
+# ---------------------------------------------------------------------------- cards
+
+
+def card(finding: Finding, claim: dict[str, Any], *, source: dict[str, Any], base: str) -> dict[str, Any]:
+    label = line_label(claim, finding.line)
+    detail = [finding.message]
+    if finding.evidence:
+        detail.append(f"**Evidence:** {finding.evidence}")
+    detail.append(f"**Where:** `{finding.expression}`")
+    detail.append(
+        f"**Rule:** {finding.rule_id} ({finding.rule_name}"
+        + (f", {finding.category})" if finding.category else ")")
+    )
+    out: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": _summary(label, finding.message),
+        "detail": "\n\n".join(detail),
+        "indicator": INDICATOR[finding.severity],
+        "source": {
+            **source,
+            "topic": {"system": RULE_SYSTEM, "code": finding.rule_id, "display": finding.rule_name},
+        },
+        "links": [
+            {
+                "label": f"Rule {finding.rule_id}: what it checks and how to fix it",
+                "url": f"{base}/rules/{finding.rule_id}",
+                "type": "absolute",
+            }
+        ],
+        "overrideReasons": OVERRIDE_REASONS,
+        "extension": {
+            FINDING_EXTENSION: {
+                "ruleId": finding.rule_id,
+                "category": finding.category,
+                "severity": finding.severity.value,
+                "expression": finding.expression,
+                "line": finding.line,
+                "lineLabel": label,
+            }
+        },
+    }
+    if finding.fix is not None:
+        sug = suggestion(claim, finding.fix)
+        if sug is not None:
+            out["suggestions"] = [sug]
+            out["selectionBehavior"] = "at-most-one"
+    return out
+
+
+def cards_response(
+    findings: Sequence[Finding], outcome: dict[str, Any], claim: dict[str, Any], *, base: str
+) -> dict[str, Any]:
+    """The hook's answer: one card per finding, and the whole OperationOutcome as an extension."""
+    source = {"label": source_label(outcome), "url": f"{base}/rules"}
+    ordered = sorted(findings, key=Finding.sort_key)
+    return {
+        "cards": [card(f, claim, source=source, base=base) for f in ordered],
+        "extension": {OUTCOME_EXTENSION: outcome},
+    }

@@ -1,0 +1,110 @@
+"""Findings -> cards; certain fixes -> suggestions with a FHIR update of the Claim."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import claim_of, load_fixture
+from test_cds_hooks import check_card
+
+from fhir_checker.findings import Finding, Fix, Severity
+from fhir_checker.service.cards import apply_fix, card, cards_response, line_label
+
+HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+SOURCE = {"label": "fhir-checker test@1", "url": "https://x.example/rules"}
+
+
+def claim() -> dict[str, Any]:
+    return claim_of(load_fixture("port-placement-aml.json"))
+
+
+def finding(line: int | None, fix: Fix | None = None, severity: Severity = Severity.ERROR) -> Finding:
+    return Finding(
+        rule_id="TST001",
+        rule_name="test-rule",
+        category="units",
+        severity=severity,
+        issue_type="business-rule",
+        message=f"Line {line}: something is wrong " + "x" * 200,
+        expression=f"Claim.item[{line}]" if line is not None else "Claim",
+        evidence="table T 2026-01-01",
+        line=line,
+        fix=fix,
+    )
+
+
+def test_card_names_its_line_and_stays_short() -> None:
+    c = claim()
+    out = card(finding(9), c, source=SOURCE, base="https://svc.example")
+    check_card(out)
+    assert out["summary"].startswith("Line 10 (J3010): something is wrong")
+    assert len(out["summary"]) < 140 and out["summary"].endswith("…")
+    assert out["indicator"] == "critical" and "suggestions" not in out
+    assert out["links"][0]["url"] == "https://svc.example/rules/TST001"
+    assert (
+        card(finding(None, severity=Severity.WARNING), c, source=SOURCE, base="b")["indicator"] == "warning"
+    )
+    assert (
+        card(finding(None, severity=Severity.INFORMATION), c, source=SOURCE, base="b")["indicator"] == "info"
+    )
+
+
+def test_set_units_suggestion_updates_the_claim() -> None:
+    c = claim()
+    out = card(finding(9, Fix("set-units", 9, 2.0)), c, source=SOURCE, base="b")
+    check_card(out)
+    (sug,) = out["suggestions"]
+    (action,) = sug["actions"]
+    assert action["type"] == "update" and action["resource"]["id"] == c["id"]
+    assert action["resource"]["item"][9]["quantity"]["value"] == 2.0
+    assert c["item"][9]["quantity"]["value"] != 2.0  # the input is not modified
+    assert "line 10 (J3010)" in action["description"]
+
+
+def test_remove_line() -> None:
+    c = claim()
+    fixed = apply_fix(c, Fix("remove-line", 1))
+    assert fixed is not None and len(fixed["item"]) == len(c["item"]) - 1
+    assert [i["sequence"] for i in fixed["item"]][:2] == [1, 3]
+    single = {**c, "item": [c["item"][0]]}
+    assert apply_fix(single, Fix("remove-line", 0)) is None  # a claim keeps at least one line
+
+
+def test_replace_code_drops_the_old_display() -> None:
+    c = claim()
+    c["item"][9]["productOrService"]["coding"][0]["display"] = "old"
+    fixed = apply_fix(c, Fix("replace-code", 9, "J2003", HCPCS))
+    assert fixed is not None
+    assert fixed["item"][9]["productOrService"] == {"coding": [{"system": HCPCS, "code": "J2003"}]}
+
+
+def test_add_line_copies_date_and_sequences() -> None:
+    c = claim()
+    fixed = apply_fix(c, Fix("add-line", 4, "99152", "http://www.ama-assn.org/go/cpt"))
+    assert fixed is not None
+    added = fixed["item"][-1]
+    assert added["sequence"] == max(i["sequence"] for i in c["item"]) + 1
+    assert added["servicedDate"] == c["item"][4]["servicedDate"]
+    assert added["quantity"] == {"value": 1}
+    assert added["productOrService"]["coding"][0]["code"] == "99152"
+
+
+def test_fixes_that_do_not_fit_give_no_suggestion() -> None:
+    c = claim()
+    assert apply_fix(c, Fix("set-units", 99, 2)) is None
+    assert apply_fix(c, Fix("set-units", 1, -1)) is None
+    assert apply_fix(c, Fix("teleport", 1)) is None
+    out = card(finding(1, Fix("set-units", 99, 2)), c, source=SOURCE, base="b")
+    assert "suggestions" not in out
+
+
+def test_response_carries_the_outcome_and_sorts_cards() -> None:
+    c = claim()
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "information", "code": "informational"}],
+    }
+    resp = cards_response([finding(3, severity=Severity.WARNING), finding(1)], outcome, c, base="b")
+    assert resp["extension"]["org.fhir-checker.operation-outcome"] is outcome
+    assert [x["indicator"] for x in resp["cards"]] == ["critical", "warning"]
+    assert line_label(c, 400) is None
