@@ -3,12 +3,11 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY fhir_checker ./fhir_checker
 COPY profiles ./profiles
-# The rule packs ship inside the package (package-data fhir_checker/profiles/*.yaml).
-RUN cp -r profiles fhir_checker/profiles \
-    && pip install . \
+# setup.py copies profiles/*.yaml into the wheel (fhir_checker/profiles), so the packs ship.
+RUN pip install . \
     && useradd --system --home-dir /var/lib/fhir-checker --create-home fhir-checker
 
 USER fhir-checker

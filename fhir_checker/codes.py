@@ -32,13 +32,14 @@ PROCEDURE_SYSTEMS: dict[str, str] = {
 }
 DIAGNOSIS_SYSTEMS = frozenset({ICD10CM, ICD10CM_OID})
 
-_CPT_RE = re.compile(r"^(?:\d{5}|\d{4}[FTU])$")
+_CPT_RE = re.compile(r"^(?:\d{5}|\d{4}[FTUAM])$")
 _HCPCS_L2_RE = re.compile(r"^[A-V]\d{4}$")
 _ICD10_RE = re.compile(r"^[A-Z]\d[0-9A-Z](?:\.?[0-9A-Z]{1,4})?$")
 
 
 def is_cpt_format(code: str) -> bool:
-    """CPT: five digits (Category I) or four digits + F (II), T (III) or U (PLA)."""
+    """CPT: five digits (Category I), or four digits + F (II), T (III), U (PLA), A (vaccine
+    administration, 0001A) or M (multianalyte assays, 0001M)."""
     return bool(_CPT_RE.match(code))
 
 

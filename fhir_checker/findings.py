@@ -52,7 +52,8 @@ class Fix:
     """A certain correction of the claim, rendered as a CDS Hooks suggestion.
 
     ``kind`` is one of: ``remove-line`` (drop ``line``), ``set-units`` (``value`` = units),
-    ``replace-code`` (``value`` = the new code, ``system`` its system), ``add-line``
+    ``replace-code`` (``value`` = the new code, ``system`` its system; ``units`` = the line's
+    units in the new code's billing unit, when that differs), ``add-line``
     (``value`` = code, ``system``, ``units`` and the date of ``line``).
     """
 
@@ -61,6 +62,7 @@ class Fix:
     value: str | float | None = None
     system: str | None = None
     label: str = ""
+    units: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,6 +201,11 @@ def load_pack_file(path: Path, _chain: tuple[Path, ...] = ()) -> RulePack:
         else:
             tables[str(role)] = str(value)
 
+    if effective is not None:
+        _check_tables_effective(
+            path, tnodes.get("effective", (None, node("tables") or root))[1], effective, tables, setting
+        )
+
     rules = data.get("rules") or {}
     rules_node = node("rules")
     if not isinstance(rules, dict):
@@ -278,6 +283,43 @@ def load_pack_file(path: Path, _chain: tuple[Path, ...] = ()) -> RulePack:
     )
 
 
+def edit_tables(tables: Mapping[str, str], setting: str) -> list[str]:
+    """The packed NCCI tables a pack can use: PTP and MUE of each setting its claims may
+    have (both when the setting or the table role is ``auto``), and the add-on file."""
+    names: list[str] = []
+    for role in ("ptp", "mue"):
+        named = tables.get(role, "auto")
+        chosen = named if named != "auto" else setting
+        settings = ("practitioner", "outpatient-hospital") if chosen == "auto" else (chosen,)
+        names.extend(f"{role}_{s.replace('-', '_')}" for s in settings)
+    return [*names, "addon_codes"]
+
+
+def _check_tables_effective(
+    path: Path, vnode: yaml.Node | None, effective: str, tables: Mapping[str, str], setting: str
+) -> None:
+    """``tables.effective`` is the oldest edit-table release the pack was written for:
+    every NCCI table it uses must be effective on that date or later (a quarterly
+    ``data import`` only makes them newer). Checked against the tables in force."""
+    from .tables import get_tables  # late: packs load without the tables otherwise
+
+    try:
+        manifest = get_tables().manifest["tables"]
+    except (OSError, ValueError, KeyError):
+        return  # no readable manifest: the engine reports that when it loads a table
+    for name in edit_tables(tables, setting):
+        loaded = str((manifest.get(name) or {}).get("effective", ""))
+        if loaded and loaded < effective:
+            raise _fail(
+                path,
+                vnode,
+                "tables.effective",
+                f"the pack is written for edit tables effective {effective} or later, but the "
+                f"loaded {name} is effective {loaded} (see fhir-checker data info; "
+                f"update with fhir-checker data import)",
+            )
+
+
 def _find_pack(name: str, near: Path) -> Path | None:
     """A pack by name: next to the pack that names it first, then the profile dirs."""
     sibling = near / f"{name}.yaml"
@@ -301,7 +343,11 @@ _LOADED: dict[Path, tuple[tuple[float, ...], RulePack]] = {}
 def load_pack(name_or_path: str | Path) -> RulePack:
     """A pack by name (``cms-practitioner``) or by path to a YAML file."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    try:
+        is_path = p.suffix in (".yaml", ".yml") or p.exists()
+    except OSError:  # e.g. a name too long for a path: then it is no file, just an unknown name
+        is_path = False
+    if is_path:
         path = p
     else:
         packs = available_packs()
@@ -503,7 +549,8 @@ def reference_keys(ref: Any) -> list[str]:
 
 def _claim_type(claim: dict[str, Any]) -> str | None:
     ctype = claim.get("type")
-    for c in (ctype.get("coding") or []) if isinstance(ctype, dict) else []:
+    coding = ctype.get("coding") if isinstance(ctype, dict) else None
+    for c in coding if isinstance(coding, list) else []:
         if isinstance(c, dict) and isinstance(c.get("code"), str):
             return str(c["code"])
     return None
@@ -528,14 +575,16 @@ def claim_payer_keys(claim: dict[str, Any], resolve: Any) -> list[str]:
     """Payer keys of a claim: the focal insurance's ``Coverage.payor`` (resolved with
     ``resolve(reference) -> resource dict | None``), then ``Claim.insurer``."""
     keys: list[str] = []
-    insurance = [i for i in claim.get("insurance") or [] if isinstance(i, dict)]
+    raw = claim.get("insurance")
+    insurance = [i for i in raw if isinstance(i, dict)] if isinstance(raw, list) else []
     focal = [i for i in insurance if i.get("focal") is True] or insurance[:1]
     for ins in focal:
         cov_ref = ins.get("coverage")
         ref = cov_ref.get("reference") if isinstance(cov_ref, dict) else None
         coverage = resolve(ref) if isinstance(ref, str) else None
         if isinstance(coverage, dict) and coverage.get("resourceType") == "Coverage":
-            for payor in coverage.get("payor") or []:
+            payors = coverage.get("payor")
+            for payor in payors if isinstance(payors, list) else []:
                 keys.extend(reference_keys(payor))
     keys.extend(reference_keys(claim.get("insurer")))
     return keys

@@ -45,6 +45,25 @@ class StructureError:
     kind: str  # "missing", "type", "value", "unknown-element"
 
 
+_PROCEDURE_STATUS = frozenset(
+    {
+        "preparation",
+        "in-progress",
+        "not-done",
+        "on-hold",
+        "stopped",
+        "completed",
+        "entered-in-error",
+        "unknown",
+    }
+)
+
+
+def _member(v: Any, allowed: frozenset[str] | set[str]) -> bool:
+    """``v in allowed`` for any JSON value (a list or object is unhashable, and never allowed)."""
+    return isinstance(v, str) and v in allowed
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -92,7 +111,7 @@ def quick_claim_ok(claim: dict[str, Any]) -> bool:
     Written as plain loops: this runs on every claim, and generator expressions cost
     more than the checks themselves.
     """
-    if claim.get("status") not in _CLAIM_STATUS or claim.get("use") not in _CLAIM_USE:
+    if not (_member(claim.get("status"), _CLAIM_STATUS) and _member(claim.get("use"), _CLAIM_USE)):
         return False
     if not (_concept_ok(claim.get("type")) and _concept_ok(claim.get("priority"))):
         return False
@@ -178,17 +197,7 @@ def quick_resource_ok(res: dict[str, Any]) -> bool:
         ) in ("male", "female", "other", "unknown")
     if rt == "Procedure":
         return (
-            res.get("status")
-            in {
-                "preparation",
-                "in-progress",
-                "not-done",
-                "on-hold",
-                "stopped",
-                "completed",
-                "entered-in-error",
-                "unknown",
-            }
+            _member(res.get("status"), _PROCEDURE_STATUS)
             and _reference_ok(res.get("subject"))
             and (res.get("code") is None or _concept_ok(res.get("code")))
         )
@@ -204,6 +213,8 @@ def _loc_to_path(root: str, loc: tuple[Any, ...]) -> tuple[str, str]:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif part == "root":  # pydantic's RootModel wrapper, not a FHIR element
+            continue
         elif isinstance(part, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
             name = part[:-2] if part.endswith("__ext") else part
             if name.startswith("_"):
@@ -211,6 +222,30 @@ def _loc_to_path(root: str, loc: tuple[Any, ...]) -> tuple[str, str]:
             path += f".{name}"
             last = name
     return path, last
+
+
+def _value_at(resource: dict[str, Any], loc: tuple[Any, ...]) -> tuple[bool, Any]:
+    """(found, value) of a pydantic loc in the JSON as written."""
+    node: Any = resource
+    for part in loc:
+        if part == "root":
+            continue
+        in_list = isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node)
+        if not (in_list or (isinstance(part, str) and isinstance(node, dict) and part in node)):
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _visible(resource: dict[str, Any], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The loc, cut back to an element FHIRPath can see: a ``null`` or ``[]`` is no node,
+    so an error on one points at the element that holds it."""
+    while loc:
+        found, value = _value_at(resource, loc)
+        if not found or (value is not None and value != []):
+            break
+        loc = loc[:-1]
+    return loc
 
 
 def _parent(path: str) -> str:
@@ -260,6 +295,7 @@ def model_errors(entry: Entry) -> list[StructureError]:
             else:
                 message = f"{path}: {msg}"
                 kind = "type"
+                path = _loc_to_path(entry.path, _visible(entry.resource, tuple(err.get("loc", ()))))[0]
             if (path, message) not in seen:
                 seen.add((path, message))
                 out.append(StructureError(path, message, kind))
@@ -281,7 +317,7 @@ def structure_errors(doc: InputDocument, full: bool = False) -> Iterator[Structu
         rt = res.get("resourceType")
         if rt == "Claim":
             ok = quick_claim_ok(res)
-        elif rt in _CHECKED_TYPES:
+        elif isinstance(rt, str) and rt in _CHECKED_TYPES:
             ok = quick_resource_ok(res)
         else:
             ok = isinstance(rt, str)

@@ -235,6 +235,14 @@ def main() -> None:
     )
     case(
         "ADD001",
+        "fires-outpatient-hospital-warning",
+        "Outpatient hospital (OPPS) claim: 99153 without 99151/99152/G0500 is a warning, not an "
+        "error (the I/OCE raises edit 106 on non-OPPS claims only).",
+        claim([("99213", [], 1), ("99153", [], 1)], kind="institutional", cid="claim-ncci-opps"),
+        [("warning", code_path(1))],
+    )
+    case(
+        "ADD001",
         "passes",
         "99153 with its primary 99152 on the same date.",
         claim([("99152", [], 1), ("99153", [], 1)]),

@@ -108,3 +108,31 @@ def test_response_carries_the_outcome_and_sorts_cards() -> None:
     assert resp["extension"]["org.fhir-checker.operation-outcome"] is outcome
     assert [x["indicator"] for x in resp["cards"]] == ["critical", "warning"]
     assert line_label(c, 400) is None
+
+
+def priced() -> dict[str, Any]:
+    c = claim()
+    c["item"] = [dict(i) for i in c["item"][:3]]
+    for item, (price, qty) in zip(c["item"], [(100.0, 1), (20.0, 3), (12.5, 2)], strict=True):
+        item.update(quantity={"value": qty}, unitPrice={"value": price, "currency": "USD"})
+        item["net"] = {"value": price * qty, "currency": "USD"}
+    c["total"] = {"value": 185.0, "currency": "USD"}
+    return c
+
+
+def test_fixes_keep_net_and_total_consistent() -> None:
+    c = priced()
+    removed = apply_fix(c, Fix("remove-line", 1))
+    assert removed is not None and removed["total"] == {"value": 125.0, "currency": "USD"}
+    units = apply_fix(c, Fix("set-units", 2, 4))
+    assert units is not None and units["item"][2]["net"]["value"] == 50.0
+    assert units["total"]["value"] == 210.0
+    # A replacement billed per another amount: 3 units of 10 mg are 30 of 1 mg, same money.
+    swapped = apply_fix(c, Fix("replace-code", 1, "J2003", HCPCS, units=30))
+    assert swapped is not None
+    assert swapped["item"][1]["quantity"]["value"] == 30 and swapped["item"][1]["unitPrice"]["value"] == 2.0
+    assert swapped["item"][1]["net"]["value"] == 60.0 and swapped["total"]["value"] == 185.0
+    # A total that was not the sum of the lines is left alone.
+    odd = {**c, "total": {"value": 999.0, "currency": "USD"}}
+    fixed = apply_fix(odd, Fix("remove-line", 1))
+    assert fixed is not None and fixed["total"]["value"] == 999.0

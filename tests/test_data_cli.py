@@ -208,3 +208,27 @@ def test_a_file_that_is_not_a_cms_file_is_refused(tmp_path: Path) -> None:
 def test_import_needs_a_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "import"]) == 2
     assert "needs at least one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "want"),
+    [
+        ("MCR_MUE_PractitionerServices_Eff_01-01-2025.csv", "2025-01-01"),
+        ("AOC_V2024Q4-MCR.txt", "2024-10-01"),  # year and quarter
+        ("ccipra-v303r0-f1.txt", "2024-10-01"),  # NCCI version 30.3
+        ("ccioph-v302r0-f2.txt", "2024-07-01"),
+        ("ccipra-v270r0-f1.txt", "2021-01-01"),
+        ("ptp-extract.txt", None),
+    ],
+)
+def test_release_date_from_cms_file_names(name: str, want: str | None) -> None:
+    from fhir_checker.tables.cms_import import _file_date
+
+    assert _file_date([Path(name)]) == want
+
+
+def test_import_without_effective_dates_each_table_by_its_release(tmp_path: Path) -> None:
+    assert main(["data", "import", *ALL_ARGS, "--out", str(tmp_path)]) == 0
+    tables = json.loads((tmp_path / "manifest.json").read_text())["tables"]
+    for name in ("ptp_practitioner", "ptp_outpatient_hospital", "mue_practitioner", "addon_codes"):
+        assert tables[name]["effective"] == "2024-10-01", name  # not the latest row date (2023)

@@ -86,3 +86,16 @@ def test_parse_since() -> None:
     assert parse_since("2026-03-01T08:00:00+02:00", now=now) == "2026-03-01T06:00:00Z"
     with pytest.raises(ValueError):
         parse_since("soon", now=now)
+
+
+def test_subscribe_puts_the_shared_secret_in_the_channel_header(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeFhir()
+    base_args = ("subscribe", "--fhir-base", BASE, "--endpoint", ENDPOINT, "--wait", "0")
+    assert cli(fake, *base_args, "--subscription-secret", "s1", "--header", "X-Site: a") == 0
+    [sub] = fake.of_type("Subscription")
+    assert sub["channel"]["header"] == ["X-Site: a", "Authorization: Bearer s1"]
+    assert "s1" not in capsys.readouterr().out  # the secret is not printed
+    # A new secret updates the same Subscription rather than adding one.
+    assert cli(fake, *base_args, "--subscription-secret", "s2") == 0
+    [sub] = fake.of_type("Subscription")
+    assert sub["channel"]["header"] == ["Authorization: Bearer s2"] and sub["status"] == "requested"

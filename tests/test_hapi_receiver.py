@@ -104,3 +104,37 @@ def test_transient_server_error_is_retried(fake: FakeFhir, tmp_path: Path) -> No
         http.put("/subscription/Claim/c1", json=claim)
         wait_for(lambda: status_tag(fake, "c1") == "passed", timeout=15)  # after a 2 s back-off
     assert fake.count("GET", "Claim/c1") >= 2
+
+
+def test_shared_secret_guards_every_subscription_route(fake: FakeFhir, tmp_path: Path) -> None:
+    claim = clinical_claim(fake, bad_code=True)
+    app = FastAPI()
+    install(app, fhir_base=BASE, queue_path=str(tmp_path / "q.sqlite"), secret="s3cret")
+    good = {"Authorization": "Bearer s3cret"}
+    with TestClient(app) as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+            r = http.put("/subscription/Claim/c1", json=claim, headers=headers)
+            assert r.status_code == 401, headers
+            assert r.headers["content-type"].startswith("application/fhir+json")
+            assert r.headers["www-authenticate"].startswith("Bearer")
+            assert r.json()["resourceType"] == "OperationOutcome"
+            assert r.json()["issue"][0]["code"] == "login"
+        assert http.post("/subscription", content=b"").status_code == 401
+        assert http.get("/subscription/status").status_code == 401
+        assert http.get("/subscription/status", headers=good).json()["queue"]["pending"] == 0
+        assert http.put("/subscription/Claim/c1", json=claim, headers=good).status_code == 200
+        wait_for(lambda: status_tag(fake, "c1") == "findings")
+    assert len(fake.of_type("Task")) == 1
+
+
+def test_receiver_routes_have_unique_openapi_operation_ids(tmp_path: Path) -> None:
+    import warnings
+
+    app = FastAPI()
+    install(app, fhir_base=BASE, queue_path=str(tmp_path / "q.sqlite"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FastAPI warns "Duplicate Operation ID"
+        schema = app.openapi()
+    ops = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
+    assert len(ops) == len(set(ops)) >= 8
+    assert set(schema["paths"]["/subscription/Claim/{claim_id}"]) == {"put", "post", "delete"}

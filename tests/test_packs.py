@@ -309,3 +309,36 @@ def test_rules_profile_with_malformed_pack_exits_2(
     path = _write(tmp_path, "bad", GOOD.format(id="bad").replace("DOC001: error", "DOC001: loud"))
     assert cli_main(["rules", "--profile", str(path)]) == 2
     assert "rules.severity.DOC001" in capsys.readouterr().err
+
+
+# --- tables.effective: the oldest edit-table release a pack is written for ---------------
+
+
+def test_pack_newer_than_the_loaded_tables_fails_at_load(tmp_path: Path) -> None:
+    p = tmp_path / "future.yaml"
+    p.write_text(GOOD.format(id="future").replace("effective: 2024-07-01", "effective: 2030-01-01"))
+    with pytest.raises(PackError) as exc:
+        load_pack_file(p)
+    msg = str(exc.value)
+    assert msg.startswith(f"{p}:7: tables.effective:"), msg
+    # names the first table used that is too old, with its date, from the manifest
+    assert "ptp_outpatient_hospital is effective 2026-04-01" in msg and "data import" in msg
+
+
+def test_shipped_packs_match_the_tables_in_force(capsys: pytest.CaptureFixture[str]) -> None:
+    from fhir_checker.tables import get_tables
+
+    manifest = get_tables().manifest["tables"]
+    for name in ("cms-practitioner", "cms-outpatient-hospital", "port-and-infusion"):
+        assert cli_main(["rules", "--profile", name, "--format", "json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        loaded = shown["tables_loaded"]
+        assert loaded and all(manifest[t]["effective"] == eff for t, eff in loaded.items())
+        assert all(eff >= shown["tables_effective"] for eff in loaded.values())
+    assert set(loaded) == {
+        "ptp_practitioner",
+        "ptp_outpatient_hospital",
+        "mue_practitioner",
+        "mue_outpatient_hospital",
+        "addon_codes",
+    }  # port-and-infusion: tables by each claim's setting

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 TOKEN_ENV = "FHIR_CHECKER_FHIR_TOKEN"
+SECRET_ENV = "FHIR_CHECKER_SUBSCRIPTION_SECRET"
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:
@@ -49,6 +50,13 @@ def register(sub: Any) -> None:
         help="channel header the server sends with each notification (repeatable)",
     )
     p.add_argument(
+        "--subscription-secret",
+        default=os.environ.get(SECRET_ENV),
+        metavar="SECRET",
+        help="the receiver's shared secret (`serve --subscription-secret`): the Subscription "
+        f"carries it as the header 'Authorization: Bearer SECRET' (default: ${SECRET_ENV})",
+    )
+    p.add_argument(
         "--wait", type=float, default=10.0, metavar="S", help="wait this long for status active (default 10)"
     )
     p.set_defaults(func=run_subscribe)
@@ -77,10 +85,15 @@ def run_subscribe(args: argparse.Namespace) -> int:
     from ..fhirclient import FhirClient, FhirError
     from ..hapi.subscribe import ensure_subscription
 
+    headers = list(args.header or [])
+    if args.subscription_secret:  # the secret's header replaces any other Authorization header
+        headers = [h for h in headers if not h.lower().startswith("authorization:")]
+        headers.append(f"Authorization: Bearer {args.subscription_secret}")
+
     async def go() -> int:
         async with FhirClient(args.fhir_base, token=args.fhir_token, timeout=args.timeout) as client:
             done = await ensure_subscription(
-                client, args.endpoint, criteria=args.criteria, headers=args.header, wait=args.wait
+                client, args.endpoint, criteria=args.criteria, headers=headers or None, wait=args.wait
             )
         sub = done.subscription
         print(

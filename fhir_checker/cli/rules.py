@@ -29,8 +29,11 @@ def _print_pack(pack: RulePack) -> None:
     print(f"  setting:  {pack.setting}" + ("  (from each claim's type)" if pack.setting == "auto" else ""))
     tables = ", ".join(f"{k}: {v}" for k, v in sorted(pack.tables.items())) or "by claim setting"
     print(
-        f"  tables:   {tables}" + (f"  (effective {pack.tables_effective})" if pack.tables_effective else "")
+        f"  tables:   {tables}"
+        + (f"  (written for releases of {pack.tables_effective} or later)" if pack.tables_effective else "")
     )
+    loaded = ", ".join(f"{name} {eff}" for name, eff in _loaded_tables(pack))
+    print(f"  loaded:   {loaded}")
     print(
         f"  rules:    select {', '.join(pack.select)}"
         + (f"; ignore {', '.join(pack.ignore)}" if pack.ignore else "")
@@ -40,6 +43,18 @@ def _print_pack(pack: RulePack) -> None:
     for src in pack.sources:
         print(f"  source:   {src}")
     print()
+
+
+def _loaded_tables(pack: RulePack) -> list[tuple[str, str]]:
+    """The edit tables this pack uses, with the effective date of the copy in force."""
+    from ..packs import edit_tables
+    from ..tables import get_tables
+
+    manifest = get_tables().manifest["tables"]
+    return [
+        (name, str(manifest.get(name, {}).get("effective", "missing")))
+        for name in edit_tables(pack.tables, pack.setting)
+    ]
 
 
 def _pack_json(
@@ -56,6 +71,7 @@ def _pack_json(
         "setting": pack.setting,
         "tables": pack.tables,
         "tables_effective": pack.tables_effective,
+        "tables_loaded": dict(_loaded_tables(pack)),
         "select": list(pack.select),
         "ignore": list(pack.ignore),
         "sources": list(pack.sources),

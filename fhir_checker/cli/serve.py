@@ -35,6 +35,13 @@ def register(sub: Any) -> None:
         default=os.environ.get("FHIR_CHECKER_FHIR_TOKEN"),
         help="bearer token for --fhir-base (default: $FHIR_CHECKER_FHIR_TOKEN)",
     )
+    p.add_argument(
+        "--subscription-secret",
+        default=os.environ.get("FHIR_CHECKER_SUBSCRIPTION_SECRET"),
+        metavar="SECRET",
+        help="require 'Authorization: Bearer SECRET' on /subscription (default: "
+        "$FHIR_CHECKER_SUBSCRIPTION_SECRET); give `subscribe` the same",
+    )
     p.add_argument("--queue", default="fhir-checker-queue.sqlite", metavar="PATH")
     p.add_argument("--sweep-interval", type=float, default=None, metavar="SECONDS")
     p.set_defaults(func=run)
@@ -42,7 +49,7 @@ def register(sub: Any) -> None:
 
 def build_app(args: argparse.Namespace) -> Any:
     from ..service.app import create_app
-    from ..service.config import ConfigError, load_config
+    from ..service.config import ConfigError, ServiceConfig, load_config
 
     try:
         cfg = load_config(args.config)
@@ -50,11 +57,9 @@ def build_app(args: argparse.Namespace) -> Any:
         raise SystemExit(f"fhir-checker serve: {exc}") from None
     if args.public_url:
         cfg = replace(cfg, public_url=args.public_url)
-    elif not (
-        args.config
-        or os.environ.get("FHIR_CHECKER_SERVICE_CONFIG")
-        or os.environ.get("FHIR_CHECKER_PUBLIC_URL")
-    ):
+    elif cfg.public_url == ServiceConfig.public_url:
+        # Neither the config file nor the env named it: where we listen is the best guess
+        # (the JWT aud and card links must match the port actually served).
         cfg = replace(cfg, public_url=f"http://{args.host}:{args.port}")
     if args.no_auth:
         cfg = replace(cfg, auth=False)
@@ -68,6 +73,7 @@ def build_app(args: argparse.Namespace) -> Any:
             queue_path=args.queue,
             token=args.fhir_token,
             sweep_interval=args.sweep_interval,
+            secret=args.subscription_secret or None,
         )
     return app
 

@@ -8,12 +8,18 @@ minute and then gives up, so checking before answering would lose claims under l
 
 An empty POST names no claim: it queues a sweep (``_lastUpdated`` since the last sweep),
 which finds whatever changed.
+
+With a shared ``secret`` every ``/subscription`` request must carry
+``Authorization: Bearer <secret>``: HAPI sends it when the Subscription lists it in
+``channel.header`` (``fhir-checker subscribe --subscription-secret`` puts it there). Without
+one, anyone who can reach the port can queue checks (and write-backs) of any Claim id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import re
 import time
@@ -27,6 +33,7 @@ import orjson
 from fastapi import Request, Response
 
 from ..fhirclient import FhirClient
+from ..loader import MAX_DEPTH, BadInput, check_depth
 from .queue import ClaimQueue
 from .sweep import parse_since, sweep
 from .worker import Checker, Worker
@@ -57,6 +64,18 @@ def _answer(status: int, text: str, **kw: str) -> Response:
         kw.setdefault("severity", "error")
         kw.setdefault("code", "invalid")
     return Response(orjson.dumps(_outcome(text, **kw)), status_code=status, media_type=FHIR_JSON)
+
+
+class _Unauthorized(Exception):
+    """A notification without the shared secret: answered 401 before any work."""
+
+
+def bearer_matches(header: str | None, secret: str) -> bool:
+    """``Authorization: Bearer <secret>``, compared in constant time."""
+    scheme, _, value = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode(), secret.encode())
 
 
 def _iso(ts: float) -> str:
@@ -165,9 +184,17 @@ def _parse(raw: bytes) -> tuple[Any, str | None]:
     if not raw.strip():
         return None, None
     try:
-        return orjson.loads(raw), None
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None, "the notification body is not JSON"
+    if body is None:  # JSON null is not an empty notification: it names no claim to read
+        return None, "the notification body is JSON null, not a Claim"
+    try:
+        # Deeper than the engine takes: refuse now (hashing it for the queue would fail).
+        check_depth(body, MAX_DEPTH)
+    except BadInput as exc:
+        return None, f"the notification body is not a checkable Claim: {exc.message}"
+    return body, None
 
 
 def _claims_in(body: Any) -> list[dict[str, Any]]:
@@ -176,9 +203,10 @@ def _claims_in(body: Any) -> list[dict[str, Any]]:
     if body.get("resourceType") == "Claim":
         return [body]
     if body.get("resourceType") == "Bundle":
+        entries = body.get("entry")
         return [
             e["resource"]
-            for e in body.get("entry") or []
+            for e in (entries if isinstance(entries, list) else [])
             if isinstance(e, dict)
             and isinstance(e.get("resource"), dict)
             and e["resource"].get("resourceType") == "Claim"
@@ -194,8 +222,12 @@ def install(
     token: str | None = None,
     sweep_interval: float | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    secret: str | None = None,
 ) -> Integration:
-    """Add the ``/subscription`` rest-hook routes and run the worker with the app's lifespan."""
+    """Add the ``/subscription`` rest-hook routes and run the worker with the app's lifespan.
+
+    ``secret``: when set, every ``/subscription`` request needs ``Authorization: Bearer <secret>``.
+    """
     hub = Integration(
         fhir_base=fhir_base,
         queue_path=queue_path,
@@ -204,7 +236,26 @@ def install(
         transport=transport,
     )
     app.state.hapi = hub
-    router = fastapi.APIRouter(prefix="/subscription", tags=["subscription"])
+
+    async def authorised(request: Request) -> None:
+        if secret and not bearer_matches(request.headers.get("authorization"), secret):
+            raise _Unauthorized()
+
+    async def unauthorised(request: Request, exc: Exception) -> Response:
+        log.warning("subscription notification refused: no valid shared secret (%s)", request.url.path)
+        answer = _answer(401, "this receiver needs its shared secret (Authorization: Bearer)", code="login")
+        answer.headers["WWW-Authenticate"] = 'Bearer realm="fhir-checker subscription"'
+        return answer
+
+    app.add_exception_handler(_Unauthorized, unauthorised)
+    if not secret:
+        log.warning(
+            "the subscription receiver has no shared secret: anyone who can reach it can queue "
+            "checks; set --subscription-secret (and the same on the Subscription)"
+        )
+    router = fastapi.APIRouter(
+        prefix="/subscription", tags=["subscription"], dependencies=[fastapi.Depends(authorised)]
+    )
 
     async def body_of(request: Request) -> tuple[Any, Response | None]:
         declared = request.headers.get("content-length")
@@ -216,7 +267,6 @@ def install(
         body, error = _parse(raw)
         return body, (_answer(400, error) if error else None)
 
-    @router.api_route("/Claim/{claim_id}", methods=["PUT", "POST"])
     async def claim_notification(claim_id: str, request: Request) -> Response:
         if not _ID.match(claim_id):
             return _answer(400, "not a FHIR id")
@@ -235,17 +285,13 @@ def install(
             200, f"Claim/{claim_id} {'queued for pre-check' if fresh else 'already queued or checked'}"
         )
 
-    @router.delete("/Claim/{claim_id}")
     async def claim_deleted(claim_id: str) -> Response:
         # HAPI can notify deletes; nothing to check, and the Task stays for the record.
         return _answer(200, "deletion noted; nothing to check")
 
-    @router.get("/status")
     async def status() -> Response:
         return Response(orjson.dumps({"queue": hub.queue.counts()}), media_type="application/json")
 
-    @router.api_route("", methods=["POST", "PUT"])
-    @router.api_route("/", methods=["POST", "PUT"])
     async def ping(request: Request) -> Response:
         body, error = await body_of(request)
         if error is not None:
@@ -259,11 +305,30 @@ def install(
             return _answer(200, "notification received; sweeping for changed claims")
         return _answer(200, f"{len(claims)} claim(s) queued for pre-check")
 
-    @router.api_route("/{resource_type}/{resource_id}", methods=["PUT", "POST", "DELETE"])
     async def other_type(resource_type: str, resource_id: str) -> Response:
         # A subscription on another type pointed here: accept it (HAPI would retry and
         # then set the subscription to error), but there is nothing to check.
         return _answer(200, f"{resource_type[:64]} notifications are not checked; ignored")
+
+    # One route per method, each with its own operation id: a route serving several
+    # methods gives them all the same id, which OpenAPI forbids (FastAPI warns).
+    def route(path: str, endpoint: Any, methods: tuple[str, ...], name: str, *, doc: bool = True) -> None:
+        for method in methods:
+            router.add_api_route(
+                path,
+                endpoint,
+                methods=[method],
+                operation_id=f"subscription_{name}_{method.lower()}" + ("" if doc else "_slash"),
+                include_in_schema=doc,
+                summary=f"{method} {router.prefix}{path}",
+            )
+
+    route("/Claim/{claim_id}", claim_notification, ("PUT", "POST"), "claim_notification")
+    route("/Claim/{claim_id}", claim_deleted, ("DELETE",), "claim_deleted")
+    route("/status", status, ("GET",), "status")
+    route("", ping, ("POST", "PUT"), "ping")
+    route("/", ping, ("POST", "PUT"), "ping", doc=False)  # the same, with a trailing slash
+    route("/{resource_type}/{resource_id}", other_type, ("PUT", "POST", "DELETE"), "other_type")
 
     app.include_router(router)
 

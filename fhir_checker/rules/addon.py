@@ -30,13 +30,27 @@ def _shown(codes: tuple[str, ...], limit: int = 12) -> str:
     return ", ".join(codes[:limit]) + (f" and {len(codes) - limit} more" if len(codes) > limit else "")
 
 
+def _ioce_note(ctx: ClaimContext, r: Rule) -> str:
+    """Where the I/OCE's add-on edit applies: not to OPPS hospital claims."""
+    if ctx.is_institutional:
+        return (
+            f"outpatient hospital (OPPS) claim: I/OCE edit {r.ioce_edit} is raised on non-OPPS "
+            "institutional claims only (add-on codes are packaged under OPPS), so not an error here"
+        )
+    return f"I/OCE edit {r.ioce_edit} (the same check on non-OPPS institutional claims)"
+
+
 def _missing_primary(ctx: ClaimContext, r: Rule, edit_type: int) -> Iterator[Finding]:
     source = ctx.tables.cite(TABLE)
+    # Medicare's OPPS editor does not deny an add-on without its primary (I/OCE edits
+    # 106-108 run on non-OPPS claims only), but on a hospital claim it still means a
+    # missing charge or a miscoded line: a warning there, unless a pack says otherwise.
+    opps = ctx.is_institutional
+    severity = Severity.WARNING if opps and r.severity is Severity.ERROR else None
     for ln, edit, day_codes in _addon_lines(ctx, edit_type):
         if not edit.primaries or day_codes & set(edit.primaries):
             continue
         n = line_number(ln)
-        needs = _shown(edit.primaries)
         fix = None
         if len(edit.primaries) == 1:
             p = edit.primaries[0]
@@ -47,17 +61,24 @@ def _missing_primary(ctx: ClaimContext, r: Rule, edit_type: int) -> Iterator[Fin
                 system=code_system(p),
                 label=f"Add the primary procedure {p} on {ln.service_date}",
             )
-        qualifier = "" if edit_type == 1 else " or a contractor-defined primary"
+        if edit_type == 1:
+            needs = f"its primary procedure ({_shown(edit.primaries)})"
+        else:  # Type 3: CMS lists some primaries, each contractor may accept others
+            needs = (
+                f"any of its {len(edit.primaries)} listed primary procedures ({_shown(edit.primaries, 5)}) "
+                "or another your contractor accepts"
+            )
+        tail = (
+            " (Medicare's OPPS editor does not deny it, but the primary is likely unbilled)" if opps else ""
+        )
         yield r.finding(
             expression=ln.code_path,
             line=ln.index,
-            message=(
-                f"Line {n}: add-on code {ln.code} is billed without its primary procedure "
-                f"({needs}{qualifier}) on {ln.service_date}."
-            ),
+            severity=severity,
+            message=f"Line {n}: add-on code {ln.code} is billed on {ln.service_date} without {needs}{tail}.",
             evidence=(
-                f"add-on {ln.code}: AOC edit type {edit_type}; listed primaries {needs}; none billed on "
-                f"{ln.service_date}; {source}; I/OCE edit {r.ioce_edit}"
+                f"add-on {ln.code}: AOC edit type {edit_type}; listed primaries {_shown(edit.primaries)}; "
+                f"none billed on {ln.service_date}; {source}; {_ioce_note(ctx, r)}"
             ),
             fix=fix,
         )
@@ -78,17 +99,23 @@ def addon_without_primary(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     Each line whose code is a **Type 1** add-on code in the NCCI add-on code file in force
     on its date of service: at least one of the primary procedure codes the file lists for
     it must be billed on the claim for the same date (on professional claims, by the same
-    rendering provider).
+    rendering provider). An error on professional claims; a **warning** on outpatient
+    hospital claims, where Medicare's OPPS does not run this edit (see below).
 
     ## Why payers deny it
     An add-on code describes work done in addition to a primary service ("each additional
     hour", "list separately in addition to"); it is never paid alone. For Type 1 add-ons
     CMS lists every acceptable primary, and contractors deny the add-on when none of them is
-    paid for the same patient and date (I/OCE edit 106).
+    paid to the same practitioner for the same patient and date. The I/OCE runs the same
+    check (edit 106, line item denial) on non-OPPS institutional claims (critical access
+    hospitals, Maryland ...), but not on OPPS hospital claims (bill type 13x), where add-on
+    codes are packaged into their primary: there a missing primary is most often a charge
+    left off the claim, hence a warning. A pack for non-OPPS hospitals can set
+    ``ADD001: error``.
 
     ## Example
-    96371 (additional subcutaneous infusion pump set-up) without 96369; 99153 (each
-    additional 15 minutes of moderate sedation) without 99151, 99152 or G0500.
+    96371 (an add-on to 96369) without 96369; 99153 (added sedation time) without 99151,
+    99152 or G0500.
 
     ## How to fix
     Bill the primary procedure that was performed (when the file lists exactly one, the
@@ -114,7 +141,8 @@ def addon_without_listed_primary(ctx: ClaimContext, r: Rule) -> Iterator[Finding
 
     ## Why payers deny it
     For Type 3 add-ons CMS lists some primaries and lets each contractor accept others, so
-    a missing listed primary is likely, not certain, to be denied (I/OCE edit 108).
+    a missing listed primary is likely, not certain, to be denied (I/OCE edit 108, on
+    non-OPPS institutional claims only: OPPS hospital claims get no add-on edit).
 
     ## Example
     96161 (caregiver health risk assessment) billed without any of the listed primaries.
@@ -144,8 +172,9 @@ def addon_alone(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
 
     ## Why payers deny it
     A Type 2 add-on is paid only with a primary procedure the contractor accepts; billed
-    alone it has none (I/OCE edit 107). Which primaries are accepted is the contractor's
-    list, so this is information to check, not an error.
+    alone it has none (I/OCE edit 107, on non-OPPS institutional claims only). Which
+    primaries are accepted is the contractor's list, so this is information to check, not
+    an error.
 
     ## Example
     0054T (computer-assisted navigation, add-on) as the only line of the day.
@@ -169,5 +198,5 @@ def addon_alone(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 f"only with a primary procedure your contractor accepts."
             ),
             evidence=f"add-on {ln.code}: AOC edit type 2 (contractor-defined primaries); no other service on "
-            f"{ln.service_date}; {source}; I/OCE edit {r.ioce_edit}",
+            f"{ln.service_date}; {source}; {_ioce_note(ctx, r)}",
         )

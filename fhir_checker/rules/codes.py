@@ -84,14 +84,14 @@ def malformed_procedure_code(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         )
         if not ok:
             shape = (
-                "five digits, or four digits and F/T/U"
+                "five digits, or four digits and F, T, U, A or M"
                 if ln.kind == "cpt"
                 else "a letter A-V and four digits"
             )
             yield r.finding(
                 expression=ln.code_path,
                 line=ln.index,
-                message=f"{ln.code[:20]} is not a valid {ln.kind.upper()} code.",
+                message=f"Line {ln.sequence or ln.index + 1}: {ln.code[:20]} is not a valid {ln.kind.upper()} code.",
                 evidence=f"code {ln.code[:40]!r}; expected {shape}",
             )
 
@@ -142,16 +142,19 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         n = ln.sequence or ln.index + 1
         repl = _replacement(ctx, ln.code, ln.service_date) if v.status != "not-yet-valid" else None
         replacement = repl.replacement if repl else None
-        hint = f" {replacement} replaces it{f' ({repl.note})' if repl and repl.note else ''}." if repl else ""
+        hint = f"; {replacement} replaces it{f' ({repl.note})' if repl and repl.note else ''}" if repl else ""
+        certain, new_units = _units_under(ctx, ln.code, repl.replacement, ln.units) if repl else (False, None)
         fix = (
             Fix(
                 kind="replace-code",
                 line=ln.index,
                 value=repl.replacement,
                 system=HCPCS if is_hcpcs_level2_format(repl.replacement) else CPT,
-                label=f"Replace {ln.code} with {repl.replacement}",
+                label=f"Replace {ln.code} with {repl.replacement}"
+                + (f" x {new_units:g}" if new_units is not None else ""),
+                units=new_units,
             )
-            if repl
+            if repl and certain
             else None
         )
         named = (
@@ -166,7 +169,7 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 expression=ln.code_path,
                 line=ln.index,
                 severity=None if level2 else Severity.WARNING,
-                message=f"Line {n}: {ln.code} is not a known {'HCPCS Level II' if level2 else 'CPT'} code.{hint}",
+                message=f"Line {n}: {ln.code} is not a known {'HCPCS Level II' if level2 else 'CPT'} code{hint}.",
                 evidence=f"{ln.code} not found in {source}{named}; I/OCE edit 6",
                 fix=fix,
             )
@@ -176,7 +179,7 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         yield r.finding(
             expression=ln.code_path,
             line=ln.index,
-            message=f"Line {n}: {ln.code} {when} the date of service {ln.service_date.isoformat()}.{hint}",
+            message=f"Line {n}: {ln.code} {when} the date of service {ln.service_date.isoformat()}{hint}.",
             evidence=f"{ln.code} valid {spans}; date of service {ln.service_date.isoformat()}; {source}{named}"
             "; I/OCE edit 6",
             fix=fix,
@@ -190,6 +193,28 @@ def _replacement(ctx: ClaimContext, code: str, on: date) -> Replacement | None:
     if repl is None or ctx.tables.hcpcs_validity.validity(repl.replacement, on).status != "valid":
         return None
     return repl
+
+
+def _units_under(ctx: ClaimContext, old: str, new: str, units: float | None) -> tuple[bool, float | None]:
+    """(is the swap certain, the units to bill under ``new``: None = as billed).
+
+    A drug code's replacement can bill another amount per unit (J2001 10 mg, J2003 1 mg: 3
+    units become 30); the swap is certain only when that conversion is exact.
+    """
+    drugs = ctx.tables.drug_units
+    was, now = drugs.get(old), drugs.get(new)
+    if was is None and now is None:
+        return True, None  # not drugs: the units stay
+    if was is None or now is None or was.amount is None or now.amount is None or was.unit != now.unit:
+        return False, None
+    if was.amount == now.amount:
+        return True, None
+    if units is None:
+        return False, None
+    converted = units * was.amount / now.amount
+    if abs(converted - round(converted)) > 1e-9:
+        return False, None
+    return True, float(round(converted))
 
 
 def _claim_dx_date(ctx: ClaimContext) -> date | None:
@@ -224,10 +249,14 @@ def diagnosis_not_icd10cm(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     for d in ctx.diagnoses:
         if d.system in DIAGNOSIS_SYSTEMS:
             continue
-        what = f"{d.code[:20]} ({d.system or 'no system'})" if d.code else "no code"
+        n = d.sequence or d.index + 1
         yield r.finding(
             expression=d.code_path,
-            message=f"Diagnosis {d.sequence or d.index + 1} is not coded in ICD-10-CM: {what}.",
+            message=(
+                f"Diagnosis {n} is not coded in ICD-10-CM: {d.code[:20]} ({d.system or 'no system'})."
+                if d.code
+                else f"Diagnosis {n} has no ICD-10-CM code."
+            ),
             evidence=f"expected system {sorted(DIAGNOSIS_SYSTEMS)[0]}",
         )
 

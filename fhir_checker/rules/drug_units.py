@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from ..clinical import RecordAdministration
 from ..context import ClaimContext, ClaimLine
 from ..findings import Finding, Fix
 from ..registry import Rule, rule
+from ..tables.drugs import DrugUnit
 
 #: UCUM (and common non-UCUM spellings) -> (dimension, factor to the dimension's base).
 #: Units, IU and USP units are one dimension: which one a drug is measured in is fixed by
@@ -75,6 +77,37 @@ def _given(adms: list[RecordAdministration]) -> list[RecordAdministration]:
     return [a for a in adms if a.status not in NOT_GIVEN]
 
 
+class DoseGroup(NamedTuple):
+    """Drug lines and the administrations given for them, with the code's billing unit."""
+
+    lines: list[ClaimLine]
+    given: list[RecordAdministration]
+    unit: DrugUnit
+    per_unit: float  # amount of drug per billed unit (500 for J0690)
+    unit_code: str  # its UCUM unit (mg)
+
+
+def _dose_groups(ctx: ClaimContext) -> Iterator[DoseGroup]:
+    """Each linked drug line alone, unlinked lines of one code and day together (they
+    share the doses); only codes with a measurable unit and lines with an administration
+    that was given."""
+    table = ctx.tables.drug_units
+    groups: list[tuple[list[ClaimLine], list[RecordAdministration]]] = []
+    by_code_date: dict[tuple[str, str], list[ClaimLine]] = {}
+    for ln in _drug_lines(ctx):
+        linked = ctx.linked_administrations(ln)
+        if linked:
+            groups.append(([ln], _given(linked)))
+        else:
+            by_code_date.setdefault((ln.code or "", str(ln.service_date)), []).append(ln)
+    for lines in by_code_date.values():
+        groups.append((lines, _given(ctx.administrations_for(lines[0]))))
+    for lines, adms in groups:
+        unit = table.get(lines[-1].code or "")
+        if unit is not None and unit.amount is not None and unit.unit is not None and adms:
+            yield DoseGroup(lines, adms, unit, unit.amount, unit.unit)
+
+
 @rule(
     id="UNI001",
     name="drug-units-not-dose",
@@ -107,34 +140,20 @@ def drug_units_not_dose(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     ## How to fix
     Bill the units the finding names (the fix sets them), or correct the documented dose.
     """
-    table = ctx.tables.drug_units
     source = ctx.tables.cite("drug_units")
-    linked_groups: list[tuple[list[ClaimLine], list[RecordAdministration]]] = []
-    by_code_date: dict[tuple[str, str], list[ClaimLine]] = {}
-    for ln in _drug_lines(ctx):
-        linked = ctx.linked_administrations(ln)
-        if linked:
-            linked_groups.append(([ln], _given(linked)))
-        else:
-            by_code_date.setdefault((ln.code or "", str(ln.service_date)), []).append(ln)
-    for lines in by_code_date.values():  # unlinked lines of one code and day share the doses
-        linked_groups.append((lines, _given(ctx.administrations_for(lines[0]))))
-    for lines, adms in linked_groups:
+    for lines, adms, unit, per_unit, unit_code in _dose_groups(ctx):
         ln = lines[-1]
-        unit = table.get(ln.code or "")
-        if unit is None or unit.amount is None or unit.unit is None or not adms:
-            continue
         doses = [
-            (a, convert(a.dose_value, a.dose_unit, unit.unit))
+            (a, convert(a.dose_value, a.dose_unit, unit_code))
             for a in adms
             if a.dose_value is not None and a.dose_unit
         ]
         if not doses or any(d is None for _, d in doses) or len(doses) != len(adms):
-            continue  # a dose in another dimension (mL vs mg) or none: cannot compare
+            continue  # a dose in another dimension (mL vs mg) or none: UNI003 reports it
         total = sum(d for _, d in doses if d is not None)
         if total <= 0:
             continue
-        expected = billing_units(total, unit.amount)
+        expected = billing_units(total, per_unit)
         billed = sum(x.units or 0 for x in lines)
         if billed == expected:
             continue
@@ -148,9 +167,9 @@ def drug_units_not_dose(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             expression=f"{ln.path}.quantity" if "quantity" in ln.raw else ln.code_path,
             line=ln.index,
             message=f"Line {_n(ln)} bills {ln.code} x {billed:g}, but the documented dose "
-            f"({given}) is {expected} unit(s) of {unit.amount:g} {unit.unit}.",
+            f"({given}) is {expected} {'unit' if expected == 1 else 'units'} of {per_unit:g} {unit_code}.",
             evidence=f"{ln.code} = {unit.label} ({unit.description!r}, {source}); administered "
-            f"{given} = {total:g} {unit.unit} in {', '.join(a.label for a, _ in doses)}; "
+            f"{given} = {total:g} {unit_code} in {', '.join(a.label for a, _ in doses)}; "
             f"expected {expected}, billed {billed:g}",
             fix=fix,
             expected_units=expected,
@@ -202,3 +221,67 @@ def drug_not_administered(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             message=f"Line {_n(ln)} bills the drug {ln.code}, but no administration of it is on record.",
             evidence=why,
         )
+
+
+@rule(
+    id="UNI003",
+    name="dose-not-comparable",
+    category="units",
+    severity="warning",
+    issue_type="business-rule",
+    summary="A drug line's documented dose is in a unit that cannot be compared with the code's unit",
+)
+def dose_not_comparable(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
+    """
+    ## What it checks
+    The administrations behind each drug line (found as for UNI001) whose dose cannot be
+    turned into the code's billing unit: a dose in another dimension (10 mL documented for
+    J0690, which is billed per 500 mg), a unit that is not UCUM or a common spelling of one,
+    or no ``dosage.dose`` at all. UNI001 cannot check the units of such a line, so this
+    says so instead of passing it silently.
+
+    ## Why payers deny it
+    Drug units are audited against the documented dose in the code's measure. A volume
+    without the concentration, or no dose at all, leaves the billed units unsupported in a
+    review, and the line is denied or recouped.
+
+    ## Example
+    J0690 (cefazolin, 500 mg per unit) billed x 4; the MedicationAdministration records a
+    dose of 20 mL.
+
+    ## How to fix
+    Record the dose in the code's measure (2 g, or 2000 mg, of cefazolin) in
+    ``MedicationAdministration.dosage.dose`` with a UCUM unit, then bill the units it gives.
+    """
+    for group in _dose_groups(ctx):
+        ln = group.lines[-1]
+        for a in group.given:
+            if a.dose_value is not None and a.dose_unit:
+                if convert(a.dose_value, a.dose_unit, group.unit_code) is not None:
+                    continue
+                dose = f"{a.dose_value:g} {a.dose_unit}"
+                known = UNITS.get(a.dose_unit.strip().lower())
+                why = (
+                    f"a {known[0]}, not a {UNITS[group.unit_code.lower()][0]}"
+                    if known and group.unit_code.lower() in UNITS
+                    else "a unit that is not UCUM"
+                )
+                message = (
+                    f"Line {_n(ln)} bills {ln.code} ({group.per_unit:g} {group.unit_code} per unit), but the "
+                    f"documented dose ({dose}) is {why}, so the billed units cannot be checked."
+                )
+            else:
+                dose = "a value without a unit, or a unit without a value" if a.dose_path else "none"
+                what = "a dose without its value or unit" if a.dose_path else "no dose"
+                message = (
+                    f"Line {_n(ln)} bills {ln.code}, but its administration records {what}, so the "
+                    f"billed units cannot be checked."
+                )
+            yield r.finding(
+                expression=a.dose_path or a.path,
+                line=ln.index,
+                message=message,
+                evidence=f"{ln.code} = {group.unit.label} ({group.unit.description!r}, "
+                f"{ctx.tables.cite('drug_units')}); {a.label} dosage.dose: {dose}; billed "
+                f"{sum(x.units or 0 for x in group.lines):g}",
+            )

@@ -188,6 +188,7 @@ def bilateral_modifier_units(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     severity="error",
     issue_type="business-rule",
     summary="RT and LT on the same line",
+    ioce_edit="102",
 )
 def left_and_right_on_one_line(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     """
@@ -196,8 +197,9 @@ def left_and_right_on_one_line(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
 
     ## Why payers deny it
     One line describes one service on one side. Both sides on one line is contradictory;
-    payers deny it (or pay one side). A bilateral procedure is billed with 50 (1 unit), or
-    as two lines, one RT and one LT, as the payer requires.
+    payers deny it (or pay one side); the I/OCE returns the claim (edit 102, modifier pairing
+    not allowed on the same line). A bilateral procedure is billed with 50 (1 unit), or as
+    two lines, one RT and one LT, as the payer requires.
 
     ## Example
     73630 (foot X-ray) with modifiers RT and LT on one line.

@@ -47,7 +47,13 @@ def _hits(ctx: ClaimContext) -> list[tuple[PtpEdit, list[ClaimLine], list[ClaimL
 
 
 def _span(e: PtpEdit) -> str:
-    start = "effective date not recorded" if e.effective == NO_START else f"effective {ymd_text(e.effective)}"
+    # NO_START: in force before the table's data begins (the practitioner extract has no
+    # effective dates; I/OCE spans begin with its 2019-07-01 version).
+    start = (
+        "in force since before the table's data"
+        if e.effective == NO_START
+        else f"effective {ymd_text(e.effective)}"
+    )
     end = "not deleted" if e.deletion == OPEN_END else f"in force through {ymd_text(e.deletion)}"
     return f"{start}, {end}"
 

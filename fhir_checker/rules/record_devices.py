@@ -105,8 +105,8 @@ def implanted_device_not_billed(ctx: ClaimContext, r: Rule) -> Iterator[Finding]
             code, why = found
             yield r.finding(
                 expression=fd.path,
-                message=f"The {', '.join(sorted(p.code_set)) or 'procedure'} record implants a device "
-                f"({code}) that is not billed on the claim.",
+                message=f"The Procedure for {', '.join(sorted(p.code_set)) or 'this claim'} documents an implanted "
+                f"device, but its device code {code} is not billed on the claim.",
                 evidence=f"{p.label} focalDevice[{i}]: {why}; billed codes: {', '.join(sorted(ctx.billed_codes))}",
                 device_code=code,
             )

@@ -12,7 +12,7 @@ from .ncci_common import line_number, same_day_groups
 #: Code -> the instruction behind it. 96523: CPT's parenthetical "Do not report 96523 in
 #: conjunction with any other service on the same date by the same provider" (summarised).
 SOLE_SERVICES: dict[str, str] = {
-    "96523": "port irrigation (96523) is reported only when it is the sole service that day (CPT instruction)",
+    "96523": "96523 is reported only when it is the sole service of the day by the provider (CPT instruction)",
 }
 
 
@@ -28,8 +28,7 @@ SOLE_SERVICES: dict[str, str] = {
 def sole_service_with_others(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     """
     ## What it checks
-    On professional claims, a line coded 96523 (irrigation of an implanted venous access
-    device) when any other service is billed by the same rendering provider on the same
+    On professional claims, a line coded 96523 (a port flush) when any other service is billed by the same rendering provider on the same
     date of service. It does not depend on the NCCI PTP table: it holds for every other
     code, paired in the table or not.
 
@@ -61,8 +60,9 @@ def sole_service_with_others(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 expression=ln.code_path,
                 line=ln.index,
                 message=(
-                    f"Line {n}: {ln.code} (port irrigation) is not reported with other services on the "
-                    f"same day by the same provider ({', '.join(others)} billed on {ln.service_date})."
+                    f"Line {n}: {ln.code} is reported only when it is the provider's sole service of the "
+                    f"day, but {', '.join(others)} {'is' if len(others) == 1 else 'are'} also billed on "
+                    f"{ln.service_date}."
                 ),
                 evidence=f"{SOLE_SERVICES[ln.code]}; other services that day: {', '.join(others)}",
                 fix=Fix(kind="remove-line", line=ln.index, label=f"Remove line {n} ({ln.code})"),

@@ -233,6 +233,7 @@ def dangling_information_sequence(ctx: ClaimContext, r: Rule) -> Iterator[Findin
     severity="error",
     issue_type="required",
     summary="A line has no date of service (no item date and no claim billablePeriod)",
+    ioce_edit="23",
 )
 def missing_date_of_service(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     """
@@ -242,7 +243,7 @@ def missing_date_of_service(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
 
     ## Why payers deny it
     Every edit and every fee is keyed by the date of service; a line without one is
-    returned unprocessable.
+    returned unprocessable (I/OCE edit 23, invalid date, stops processing of the claim).
 
     ## Example
     An item with neither ``servicedDate`` nor ``servicedPeriod`` on a claim without

@@ -160,15 +160,21 @@ def units_exceed_documented_time(ctx: ClaimContext, r: Rule) -> Iterator[Finding
         ln = lines[-1]
         keep = int(supported - (billed - (ln.units or 0)))
         fix = (
-            Fix(kind="set-units", line=ln.index, value=keep, label=f"Bill {keep} unit(s) of {code}")
+            Fix(
+                kind="set-units",
+                line=ln.index,
+                value=keep,
+                label=f"Bill {keep} {'unit' if keep == 1 else 'units'} of {code}",
+            )
             if keep > 0
             else Fix(kind="remove-line", line=ln.index, label=f"Remove {code}: the time does not support it")
         )
         yield r.finding(
             expression=f"{ln.path}.quantity" if "quantity" in ln.raw else ln.code_path,
             line=ln.index,
-            message=f"Line {_n(ln)} bills {billed:g} unit(s) of {code}, but the documented "
-            f"{_hm(minutes)} supports {supported}.",
+            message=f"Line {_n(ln)} bills {billed:g} {'unit' if billed == 1 else 'units'} of {code}, but the "
+            f"documented {_hm(minutes)} "
+            + (f"supports {supported:g}." if supported else "does not support it at all."),
             evidence=f"{fam.rule_text(code)}; {evidence}; billed {billed:g}"
             + (f" on {len(lines)} lines" if len(lines) > 1 else "")
             + f", supported {supported}",

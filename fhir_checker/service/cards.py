@@ -117,6 +117,15 @@ def apply_fix(claim: dict[str, Any], fix: Fix) -> dict[str, Any] | None:
         item["productOrService"] = {
             "coding": [{"system": fix.system, "code": fix.value} if fix.system else {"code": fix.value}]
         }
+        if fix.units is not None:  # the new code bills another amount per unit (J2001 -> J2003)
+            old_units = _quantity(item)
+            if old_units is None or fix.units <= 0:
+                return None
+            item["quantity"] = {**item["quantity"], "value": fix.units}
+            # Same drug, same amount, same money: the price per unit follows the unit.
+            price = _money(item.get("unitPrice"))
+            if price is not None:
+                item["unitPrice"] = {**item["unitPrice"], "value": round(price * old_units / fix.units, 4)}
     elif fix.kind == "add-line":
         if not isinstance(fix.value, str) or not fix.value:
             return None
@@ -143,7 +152,29 @@ def apply_fix(claim: dict[str, Any], fix: Fix) -> dict[str, Any] | None:
         new_items.append(added)
     else:
         return None
+    _retotal(claim, fixed)
     return fixed
+
+
+def _money(value: Any) -> float | None:
+    amount = value.get("value") if isinstance(value, dict) else None
+    return float(amount) if isinstance(amount, int | float) and not isinstance(amount, bool) else None
+
+
+def _quantity(item: dict[str, Any]) -> float | None:
+    return _money(item.get("quantity"))
+
+
+def _net_sum(claim: dict[str, Any]) -> float:
+    return sum(_money(i.get("net")) or 0.0 for i in _items(claim) if isinstance(i, dict))
+
+
+def _retotal(claim: dict[str, Any], fixed: dict[str, Any]) -> None:
+    """Keep ``Claim.total`` the sum of the lines' ``net`` where it was before the fix."""
+    total = _money(claim.get("total"))
+    if total is None or abs(total - _net_sum(claim)) > 0.005:
+        return  # no total, or one that was not the plain sum: not ours to recompute
+    fixed["total"] = {**fixed["total"], "value": round(_net_sum(fixed), 2)}
 
 
 def describe_fix(claim: dict[str, Any], fix: Fix) -> str:
@@ -158,7 +189,8 @@ def describe_fix(claim: dict[str, Any], fix: Fix) -> str:
             else "Set units"
         )
     if fix.kind == "replace-code":
-        return f"Replace the code of {label} with {fix.value}"
+        units = f" and bill {fix.units:g} units" if fix.units is not None else ""
+        return f"Replace the code of {label} with {fix.value}{units}"
     if fix.kind == "add-line":
         return f"Add a line for {fix.value}, same date as {label}"
     return fix.label or fix.kind

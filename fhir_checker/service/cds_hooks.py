@@ -100,7 +100,10 @@ def prefetched(prefetch: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
             failed.append(str(name)[:40])  # the client could not prefetch it: we read it ourselves
             continue
         if value["resourceType"] == "Bundle":
-            for entry in value.get("entry") or []:
+            entries = value.get("entry")
+            if entries is not None and not isinstance(entries, list):
+                raise ServiceError(400, f"prefetch.{str(name)[:40]} is a Bundle whose entry is not an array")
+            for entry in entries or []:
                 res = entry.get("resource") if isinstance(entry, dict) else None
                 if not isinstance(res, dict) or res.get("resourceType") == "OperationOutcome":
                     continue
@@ -157,7 +160,12 @@ def _fhir_auth(body: dict[str, Any]) -> tuple[str | None, str | None]:
 
 def local_gather(claim: dict[str, Any], have: dict[str, dict[str, Any]]) -> Gathered:
     """What we can assemble without a FHIR server: the Claim, the prefetch, what is missing."""
-    contained = {f"#{c.get('id')}" for c in claim.get("contained") or [] if isinstance(c, dict)}
+    raw_contained = claim.get("contained")
+    contained = {
+        f"#{c.get('id')}"
+        for c in (raw_contained if isinstance(raw_contained, list) else [])
+        if isinstance(c, dict)
+    }
     entries: list[dict[str, Any]] = [{"resource": claim}]
     urls: dict[int, str | None] = {}  # resource -> a fullUrl (urn: or absolute) it was given as
     resources: dict[int, dict[str, Any]] = {}

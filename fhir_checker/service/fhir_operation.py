@@ -12,7 +12,7 @@ from starlette.responses import Response
 from ..engine import Result
 from ..engine import run as run_engine
 from ..loader import BadInput, Limits, load, parse_json
-from ..packs import PackError, RulePack, load_pack
+from ..packs import PackError, RulePack, available_packs, load_pack
 from .capability import OPERATION_ID, capability_statement, operation_definition
 from .errors import FHIR_JSON, ServiceError, error_outcome, fhir_response
 
@@ -64,7 +64,8 @@ def pack_named(name: str | None) -> RulePack | None:
 def _profile_part(parsed: dict[str, Any]) -> str | None:
     if parsed.get("resourceType") != "Parameters":
         return None
-    for part in parsed.get("parameter") or []:
+    parts = parsed.get("parameter")
+    for part in parts if isinstance(parts, list) else []:
         if isinstance(part, dict) and part.get("name") == "profile":
             for key in ("valueString", "valueCode", "valueCanonical"):
                 if isinstance(part.get(key), str):
@@ -105,7 +106,14 @@ async def precheck(
         ) from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("resourceType"), str):
         raise ServiceError(400, "the body is JSON but not a FHIR resource (no resourceType)")
-    pack = pack_named(profile or _profile_part(parsed) or cfg.default_profile)
+    requested = profile or _profile_part(parsed)
+    if requested and requested not in available_packs():
+        # A client names a pack; it never points the service at a file on its disk.
+        known = ", ".join(sorted(available_packs())) or "none"
+        raise ServiceError(
+            400, f"unknown rule pack {requested[:80]!r} (available: {known})", code="not-supported"
+        )
+    pack = pack_named(requested or cfg.default_profile)
     if len(raw) <= INLINE_BYTES:
         result = check_document(parsed, pack, limits)
     else:

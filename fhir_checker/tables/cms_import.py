@@ -71,6 +71,11 @@ _ISO = re.compile(r"^\d{8}$")
 _JULIAN = re.compile(r"^\d{7}$")
 _US = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 _FILE_DATE = re.compile(r"(\d{2})[-_](\d{2})[-_](\d{4})")
+#: ``AOC_V2024Q4-MCR.txt``: the release's year and quarter.
+_FILE_QUARTER = re.compile(r"(?i)(?<!\d)(20\d{2})[-_]?Q([1-4])(?!\d)")
+#: ``ccipra-v303r0-f1.txt``: NCCI version 30.3; version N.Q is effective on the first day
+#: of quarter Q (0 = January ... 3 = October) of 1994 + N (27.0 = 2021-01-01).
+_FILE_NCCI_VERSION = re.compile(r"(?i)(?<![a-z0-9])v(\d{2})([0-3])r\d+")
 
 
 def parse_cms_date(text: str, *, blank: int) -> int:
@@ -298,13 +303,21 @@ def iso(v: int) -> str:
 
 
 def _file_date(paths: Sequence[Path]) -> str | None:
+    """The release date CMS puts in its file names: ``_Eff_10-01-2024``, ``V2024Q4`` or
+    the NCCI version ``v303r0`` (30.3 = 2024-10-01)."""
     for p in paths:
         m = _FILE_DATE.search(p.name)
         if m:
             try:
                 return date(int(m.group(3)), int(m.group(1)), int(m.group(2))).isoformat()
             except ValueError:
-                continue
+                pass
+        q = _FILE_QUARTER.search(p.name)
+        if q:
+            return date(int(q.group(1)), 3 * (int(q.group(2)) - 1) + 1, 1).isoformat()
+        v = _FILE_NCCI_VERSION.search(p.name)
+        if v:
+            return date(1994 + int(v.group(1)), 3 * int(v.group(2)) + 1, 1).isoformat()
     return None
 
 

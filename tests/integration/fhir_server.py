@@ -10,6 +10,7 @@ to reach that port (true when both run on one machine).
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import subprocess
 import sys
@@ -22,6 +23,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+#: The receiver's shared secret: the Subscription carries it in ``channel.header``.
+SECRET = "integration-" + secrets.token_hex(8)
+AUTH = {"Authorization": f"Bearer {SECRET}"}
 CLI = [sys.executable, "-c", "import sys; from fhir_checker.cli import main; sys.exit(main())"]
 
 
@@ -58,7 +62,8 @@ class Checker:
     def start(self, *extra: str) -> None:
         args = [
             *CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-auth",
-            "--fhir-base", self.fhir_base, "--queue", str(self.workdir / "queue.sqlite"), *extra,
+            "--fhir-base", self.fhir_base, "--queue", str(self.workdir / "queue.sqlite"),
+            "--subscription-secret", SECRET, *extra,
         ]  # fmt: skip
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
@@ -68,7 +73,8 @@ class Checker:
             if self.proc.poll() is not None:
                 raise AssertionError(f"checker exited ({self.proc.returncode}):\n{self.log_tail()}")
             try:
-                return httpx.get(f"{self.url}/subscription/status", timeout=2).status_code == 200
+                r = httpx.get(f"{self.url}/subscription/status", headers=AUTH, timeout=2)
+                return r.status_code == 200
             except httpx.HTTPError:
                 return False
 
@@ -85,7 +91,8 @@ class Checker:
             self.proc.wait(timeout=10)
 
     def status(self) -> dict[str, int]:
-        queue: dict[str, int] = httpx.get(f"{self.url}/subscription/status", timeout=5).json()["queue"]
+        r = httpx.get(f"{self.url}/subscription/status", headers=AUTH, timeout=5)
+        queue: dict[str, int] = r.json()["queue"]
         return queue
 
     def log_tail(self, lines: int = 40) -> str:

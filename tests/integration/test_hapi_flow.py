@@ -24,7 +24,7 @@ from fhir_checker.hapi.writeback import (
     summarize,
 )
 
-from .fhir_server import Checker, cli, load_port_placement, wait_for
+from .fhir_server import AUTH, SECRET, Checker, cli, load_port_placement, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -100,16 +100,34 @@ def with_bad_code(claim: dict[str, Any]) -> dict[str, Any]:
 def test_subscription_is_created_once_and_activated(
     fhir: httpx.Client, fhir_base: str, checker: Checker
 ) -> None:
-    done = cli("subscribe", "--fhir-base", fhir_base, "--endpoint", checker.endpoint, "--wait", "20")
+    done = subscribe(fhir_base, checker)
     assert done.returncode == 0, done.stderr
     first = json.loads(done.stdout)
     assert first["status"] == "active", first  # requested -> active by the server
-    again = json.loads(cli("subscribe", "--fhir-base", fhir_base, "--endpoint", checker.endpoint).stdout)
+    again = json.loads(subscribe(fhir_base, checker).stdout)
     assert again["subscription"] == first["subscription"] and again["created"] is False
     sub = read(fhir, first["subscription"])
     assert sub["criteria"] == "Claim?status=active"
     assert sub["channel"]["type"] == "rest-hook" and sub["channel"]["payload"] == "application/fhir+json"
+    assert sub["channel"]["header"] == [f"Authorization: Bearer {SECRET}"]  # the server sends it back to us
     state["subscription"] = first["subscription"]
+
+
+def subscribe(fhir_base: str, checker: Checker) -> Any:
+    return cli(
+        "subscribe", "--fhir-base", fhir_base, "--endpoint", checker.endpoint, "--wait", "20",
+        "--subscription-secret", SECRET,
+    )  # fmt: skip
+
+
+def test_receiver_refuses_notifications_without_the_secret(checker: Checker) -> None:
+    claim = {"resourceType": "Claim", "id": "nosecret", "status": "active"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        r = httpx.put(f"{checker.endpoint}/Claim/nosecret", json=claim, headers=headers)
+        assert r.status_code == 401 and r.json()["resourceType"] == "OperationOutcome"
+        assert r.headers["content-type"].startswith("application/fhir+json")
+    assert httpx.post(checker.endpoint, content=b"").status_code == 401
+    assert checker.status()["pending"] == 0
 
 
 def test_clean_claim_gets_its_tag(fhir: httpx.Client, fhir_base: str, checker: Checker, run_id: str) -> None:
@@ -153,7 +171,7 @@ def test_redelivery_makes_no_second_task(fhir: httpx.Client, checker: Checker) -
         r = httpx.put(
             f"{checker.endpoint}/Claim/{claim_id}",
             json=original,
-            headers={"Content-Type": "application/fhir+json"},
+            headers={"Content-Type": "application/fhir+json", **AUTH},
         )
         assert r.status_code == 200 and r.json()["resourceType"] == "OperationOutcome"
     time.sleep(2)
@@ -217,7 +235,7 @@ def test_service_sweeps_at_start_after_downtime(fhir: httpx.Client, fhir_base: s
     got = checked(fhir, claim["id"], timeout=60)
     assert claim_tag(got) in ("passed", "findings")
     # The server may have marked the Subscription 'error' after failed deliveries; subscribe revives it.
-    done = cli("subscribe", "--fhir-base", fhir_base, "--endpoint", checker.endpoint, "--wait", "20")
+    done = subscribe(fhir_base, checker)
     assert done.returncode == 0 and json.loads(done.stdout)["status"] == "active", done.stdout + done.stderr
     live = post_claim(fhir, with_bad_code(state["template"]))
     assert claim_tag(checked(fhir, live["id"])) == "findings"
