@@ -15,6 +15,10 @@ from typing import Any
 from .codes import procedure_kind
 from .loader import Entry
 from .references import ReferenceIndex, Resolved
+from .values import as_dict as _dict
+from .values import as_list as _list
+from .values import parse_date as _date
+from .values import parse_datetime as _datetime
 
 SNOMED = "http://snomed.info/sct"
 UCUM = "http://unitsofmeasure.org"
@@ -98,14 +102,6 @@ class RecordCode:
     path: str  # FHIRPath of the Coding
 
 
-def _dict(v: Any) -> dict[str, Any]:
-    return v if isinstance(v, dict) else {}
-
-
-def _list(v: Any) -> list[Any]:
-    return v if isinstance(v, list) else []
-
-
 def billing_codes(concept: Any, path: str) -> tuple[RecordCode, ...]:
     """The CPT/HCPCS codings of a CodeableConcept."""
     out: list[RecordCode] = []
@@ -119,24 +115,6 @@ def billing_codes(concept: Any, path: str) -> tuple[RecordCode, ...]:
         if kind:
             out.append(RecordCode(code.strip().upper(), system, kind, f"{path}.coding[{i}]"))
     return tuple(out)
-
-
-def _datetime(value: Any) -> datetime | None:
-    if not isinstance(value, str) or len(value) < 16:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _date(value: Any) -> date | None:
-    if not isinstance(value, str) or len(value) < 10:
-        return None
-    try:
-        return date.fromisoformat(value[:10])  # the local date as written, not converted
-    except ValueError:
-        return None
 
 
 def _period_minutes(start: datetime | None, end: datetime | None) -> float | None:

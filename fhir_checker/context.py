@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,9 @@ from .clinical import RecordAdministration, RecordProcedure, build_administratio
 from .codes import DIAGNOSIS_SYSTEMS, normalise_icd10, procedure_kind
 from .loader import Entry, InputDocument
 from .references import ReferenceIndex, Resolved
+from .values import as_dict as _dict
+from .values import as_list as _list
+from .values import parse_date
 
 if TYPE_CHECKING:
     from .packs import RulePack
@@ -26,33 +29,6 @@ PRACTITIONER = "practitioner"
 OUTPATIENT_HOSPITAL = "outpatient-hospital"
 
 BIRTHSEX_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
-
-
-def parse_date(value: Any) -> date | None:
-    """FHIR date or dateTime -> date (None when absent or malformed)."""
-    if not isinstance(value, str) or len(value) < 10:
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-
-
-def parse_datetime(value: Any) -> datetime | None:
-    if not isinstance(value, str) or len(value) < 16:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _positive_ints(value: Any) -> tuple[int, ...]:

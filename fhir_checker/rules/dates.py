@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..context import ClaimContext, parse_date
+from ..context import ClaimContext
 from ..findings import Finding
 from ..registry import Rule, rule
+from ..values import parse_date
 
 
 @rule(

@@ -1,0 +1,38 @@
+"""Defensive readers of raw FHIR JSON values, shared by the claim context and the chart view.
+
+A malformed value reads as ``None`` (or empty), never an exception: the structure rules
+report it, the other rules just see nothing there.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+
+def parse_date(value: Any) -> date | None:
+    """FHIR date or dateTime -> the local date as written (None when absent or malformed)."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """FHIR dateTime with a time part -> datetime (None when absent, date-only or malformed)."""
+    if not isinstance(value, str) or len(value) < 16:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
