@@ -91,6 +91,11 @@ class ClaimLine:
     raw: dict[str, Any]
 
     @property
+    def number(self) -> int:
+        """The line number a coder sees: the item's sequence, else its 1-based position."""
+        return self.sequence or self.index + 1
+
+    @property
     def modifier_codes(self) -> frozenset[str]:
         return frozenset(m.code for m in self.modifiers)
 
@@ -109,6 +114,11 @@ class Diagnosis:
     system: str | None
     raw: dict[str, Any]
     condition: Resolved | None = None
+
+    @property
+    def number(self) -> int:
+        """The diagnosis number a coder sees: its sequence, else its 1-based position."""
+        return self.sequence or self.index + 1
 
 
 @dataclass

@@ -8,7 +8,7 @@ from ..context import ClaimContext, ClaimLine
 from ..findings import Finding, Fix, Severity
 from ..registry import Rule, rule
 from ..tables.ncci import AddonEdit
-from .ncci_common import code_system, line_number, same_day_groups
+from .ncci_common import code_system, same_day_groups
 
 TABLE = "addon_codes"
 
@@ -50,7 +50,7 @@ def _missing_primary(ctx: ClaimContext, r: Rule, edit_type: int) -> Iterator[Fin
     for ln, edit, day_codes in _addon_lines(ctx, edit_type):
         if not edit.primaries or day_codes & set(edit.primaries):
             continue
-        n = line_number(ln)
+        n = ln.number
         fix = None
         if len(edit.primaries) == 1:
             p = edit.primaries[0]
@@ -188,7 +188,7 @@ def addon_alone(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         others = {c for c in day_codes if c != ln.code and c not in table}
         if others:
             continue
-        n = line_number(ln)
+        n = ln.number
         yield r.finding(
             expression=ln.code_path,
             line=ln.index,

@@ -77,7 +77,7 @@ def procedure_age_conflict(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         if age is None or a.lo_age <= age <= a.hi_age:
             continue
         assert ln.service_date is not None
-        n = ln.sequence or ln.index + 1
+        n = ln.number
         where = (
             f"age limit stated in the CPT descriptor of {ln.code} (not in the I/OCE table, so I/OCE edit 7 "
             "does not raise it)"
@@ -160,7 +160,7 @@ def diagnosis_age_conflict(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             yield r.finding(
                 expression=d.code_path,
                 message=(
-                    f"Diagnosis {d.sequence or d.index + 1}: {d.code} is a {category} diagnosis "
+                    f"Diagnosis {d.number}: {d.code} is a {category} diagnosis "
                     f"({lo}-{hi}); the patient was {age} on {on.isoformat()}."
                 ),
                 evidence=f"{d.code} {category} age range {lo}-{hi}; patient age {age} on {on.isoformat()}; "
@@ -240,7 +240,7 @@ def diagnosis_sex_conflict(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     for d, s in hits:
         yield r.finding(
             expression=d.code_path,
-            message=f"Diagnosis {d.sequence or d.index + 1}: {d.code} is a {s.sex}-only diagnosis; the patient is {sex}.",
+            message=f"Diagnosis {d.number}: {d.code} is a {s.sex}-only diagnosis; the patient is {sex}.",
             evidence=f"{d.code} in {s.block}; patient sex {sex}; {source}; "
             "I/OCE edit 3 (diagnosis and sex conflict) has no sex data and is inactive",
         )

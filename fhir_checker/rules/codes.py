@@ -42,10 +42,10 @@ def unknown_code_system(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         if ln.kind is not None:
             continue
         if ln.code is None:
-            msg = f"Line {ln.sequence or ln.index + 1} has no billing code."
+            msg = f"Line {ln.number} has no billing code."
             ev = "productOrService has no coding with a code"
         else:
-            msg = f"Line {ln.sequence or ln.index + 1} is coded {ln.code} in a system payers do not accept for billing."
+            msg = f"Line {ln.number} is coded {ln.code} in a system payers do not accept for billing."
             ev = f"system {ln.system or '(none)'}; expected CPT or HCPCS"
         yield r.finding(expression=ln.code_path, line=ln.index, message=msg, evidence=ev)
 
@@ -91,7 +91,7 @@ def malformed_procedure_code(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             yield r.finding(
                 expression=ln.code_path,
                 line=ln.index,
-                message=f"Line {ln.sequence or ln.index + 1}: {ln.code[:20]} is not a valid {ln.kind.upper()} code.",
+                message=f"Line {ln.number}: {ln.code[:20]} is not a valid {ln.kind.upper()} code.",
                 evidence=f"code {ln.code[:40]!r}; expected {shape}",
             )
 
@@ -139,7 +139,7 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         v = table.validity(ln.code, ln.service_date)
         if v.status == "valid":
             continue
-        n = ln.sequence or ln.index + 1
+        n = ln.number
         repl = _replacement(ctx, ln.code, ln.service_date) if v.status != "not-yet-valid" else None
         replacement = repl.replacement if repl else None
         hint = f"; {replacement} replaces it{f' ({repl.note})' if repl and repl.note else ''}" if repl else ""
@@ -249,7 +249,7 @@ def diagnosis_not_icd10cm(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     for d in ctx.diagnoses:
         if d.system in DIAGNOSIS_SYSTEMS:
             continue
-        n = d.sequence or d.index + 1
+        n = d.number
         yield r.finding(
             expression=d.code_path,
             message=(
@@ -295,7 +295,7 @@ def invalid_diagnosis_code(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     for d in ctx.diagnoses:
         if d.system not in DIAGNOSIS_SYSTEMS or not d.code:
             continue
-        n = d.sequence or d.index + 1
+        n = d.number
         code = d.code
         if not is_icd10_format(code):
             yield r.finding(

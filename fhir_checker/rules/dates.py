@@ -43,7 +43,7 @@ def service_after_claim_created(ctx: ClaimContext, r: Rule) -> Iterator[Finding]
         yield r.finding(
             expression=ln.path if ln.date_from_claim is False else "Claim.billablePeriod",
             line=ln.index,
-            message=f"Line {ln.sequence or ln.index + 1} is dated {last}, after the claim was created on {ctx.created}.",
+            message=f"Line {ln.number} is dated {last}, after the claim was created on {ctx.created}.",
             evidence=f"date of service {last} > Claim.created {ctx.created}",
         )
 
@@ -77,7 +77,7 @@ def service_in_future(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             yield r.finding(
                 expression=ln.path if ln.date_from_claim is False else "Claim.billablePeriod",
                 line=ln.index,
-                message=f"Line {ln.sequence or ln.index + 1} is dated {last}, which is in the future.",
+                message=f"Line {ln.number} is dated {last}, which is in the future.",
                 evidence=f"date of service {last} > today {ctx.today}",
             )
 
@@ -127,7 +127,6 @@ def service_outside_billable_period(ctx: ClaimContext, r: Rule) -> Iterator[Find
         yield r.finding(
             expression=ln.path,
             line=ln.index,
-            message=f"Line {ln.sequence or ln.index + 1} is dated {dated}, outside the claim's "
-            f"billable period {period}.",
+            message=f"Line {ln.number} is dated {dated}, outside the claim's billable period {period}.",
             evidence=f"date of service {dated}; Claim.billablePeriod {period}",
         )

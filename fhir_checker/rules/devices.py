@@ -69,7 +69,7 @@ def device_intensive_without_device(ctx: ClaimContext, r: Rule) -> Iterator[Find
                 continue
             if a.e92_cg_bypass and "CG" in ln.modifier_codes:
                 continue
-            n = ln.sequence or ln.index + 1
+            n = ln.number
             yield r.finding(
                 expression=ln.code_path,
                 line=ln.index,
@@ -120,7 +120,7 @@ def device_dependent_without_device(ctx: ClaimContext, r: Rule) -> Iterator[Find
             devices = needs.get(ln.code)
             if not devices or codes.intersection(devices) or _terminated(ctx, ln):
                 continue
-            n = ln.sequence or ln.index + 1
+            n = ln.number
             yield r.finding(
                 expression=ln.code_path,
                 line=ln.index,
@@ -174,7 +174,7 @@ def passthrough_device_without_procedure(ctx: ClaimContext, r: Rule) -> Iterator
         if not allowed or codes.intersection(allowed):
             continue
         shown = ", ".join(allowed[:8]) + (f" and {len(allowed) - 8} more" if len(allowed) > 8 else "")
-        n = ln.sequence or ln.index + 1
+        n = ln.number
         yield r.finding(
             expression=ln.code_path,
             line=ln.index,

@@ -62,10 +62,6 @@ def billing_units(dose: float, per_unit: float) -> int:
     return max(1, math.ceil(dose / per_unit - 1e-9))
 
 
-def _n(ln: ClaimLine) -> int:
-    return ln.sequence or ln.index + 1
-
-
 def _drug_lines(ctx: ClaimContext) -> Iterator[ClaimLine]:
     table = ctx.tables.drug_units
     for ln in ctx.lines:
@@ -166,7 +162,7 @@ def drug_units_not_dose(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         yield r.finding(
             expression=f"{ln.path}.quantity" if "quantity" in ln.raw else ln.code_path,
             line=ln.index,
-            message=f"Line {_n(ln)} bills {ln.code} x {billed:g}, but the documented dose "
+            message=f"Line {ln.number} bills {ln.code} x {billed:g}, but the documented dose "
             f"({given}) is {expected} {'unit' if expected == 1 else 'units'} of {per_unit:g} {unit_code}.",
             evidence=f"{ln.code} = {unit.label} ({unit.description!r}, {source}); administered "
             f"{given} = {total:g} {unit_code} in {', '.join(a.label for a, _ in doses)}; "
@@ -218,7 +214,7 @@ def drug_not_administered(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         yield r.finding(
             expression=ln.code_path,
             line=ln.index,
-            message=f"Line {_n(ln)} bills the drug {ln.code}, but no administration of it is on record.",
+            message=f"Line {ln.number} bills the drug {ln.code}, but no administration of it is on record.",
             evidence=why,
         )
 
@@ -267,14 +263,14 @@ def dose_not_comparable(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                     else "a unit that is not UCUM"
                 )
                 message = (
-                    f"Line {_n(ln)} bills {ln.code} ({group.per_unit:g} {group.unit_code} per unit), but the "
+                    f"Line {ln.number} bills {ln.code} ({group.per_unit:g} {group.unit_code} per unit), but the "
                     f"documented dose ({dose}) is {why}, so the billed units cannot be checked."
                 )
             else:
                 dose = "a value without a unit, or a unit without a value" if a.dose_path else "none"
                 what = "a dose without its value or unit" if a.dose_path else "no dose"
                 message = (
-                    f"Line {_n(ln)} bills {ln.code}, but its administration records {what}, so the "
+                    f"Line {ln.number} bills {ln.code}, but its administration records {what}, so the "
                     f"billed units cannot be checked."
                 )
             yield r.finding(

@@ -39,10 +39,6 @@ PCTC_MEANING = {
 }
 
 
-def _n(ln: ClaimLine) -> int:
-    return ln.sequence or ln.index + 1
-
-
 @rule(
     id="MOD001",
     name="unknown-modifier",
@@ -81,7 +77,7 @@ def unknown_modifier(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             yield r.finding(
                 expression=m.path,
                 line=ln.index,
-                message=f"Line {_n(ln)}: {m.code[:10]} is not a valid modifier.",
+                message=f"Line {ln.number}: {m.code[:10]} is not a valid modifier.",
                 evidence=f"modifier {m.code[:10]!r} is on neither the I/OCE modifier list nor the CMS HCPCS "
                 f"modifier file; {source}; I/OCE edit 22",
             )
@@ -134,7 +130,7 @@ def modifier_not_yet_valid(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 expression=m.path,
                 line=ln.index,
                 message=(
-                    f"Line {_n(ln)}: modifier {m.code} could not be reported before {ymd_text(info.valid_from)}; "
+                    f"Line {ln.number}: modifier {m.code} could not be reported before {ymd_text(info.valid_from)}; "
                     f"the date of service is {ln.service_date.isoformat()}."
                 ),
                 evidence=f"modifier {m.code} valid from {ymd_text(info.valid_from)}; date of service "
@@ -175,7 +171,7 @@ def bilateral_modifier_units(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         yield r.finding(
             expression=m.path,
             line=ln.index,
-            message=f"Line {_n(ln)}: {ln.code or 'the line'} with modifier 50 must be billed with 1 unit, not {ln.units:g}.",
+            message=f"Line {ln.number}: {ln.code or 'the line'} with modifier 50 must be billed with 1 unit, not {ln.units:g}.",
             evidence=f"modifier 50; {ln.path}.quantity.value = {ln.units:g} > 1",
             fix=Fix(kind="set-units", line=ln.index, value=1, label="Bill 1 unit with modifier 50"),
         )
@@ -216,7 +212,7 @@ def left_and_right_on_one_line(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         yield r.finding(
             expression=second.path,
             line=ln.index,
-            message=f"Line {_n(ln)}: RT and LT are both on one line; use 50 or bill each side on its own line.",
+            message=f"Line {ln.number}: RT and LT are both on one line; use 50 or bill each side on its own line.",
             evidence=f"modifiers {', '.join(codes)} on {ln.path}",
         )
 
@@ -258,7 +254,7 @@ def modifier_59_not_specific(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         yield r.finding(
             expression=m.path,
             line=ln.index,
-            message=f"Line {_n(ln)}: consider XE, XS, XP or XU instead of 59; they say why the service is distinct.",
+            message=f"Line {ln.number}: consider XE, XS, XP or XU instead of 59; they say why the service is distinct.",
             evidence=f"modifier 59 on {ln.code or ln.path}; more specific: {options}",
         )
 
@@ -311,7 +307,7 @@ def pctc_modifier_not_allowed(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             yield r.finding(
                 expression=m.path,
                 line=ln.index,
-                message=f"Line {_n(ln)}: {ln.code} cannot be billed with {m.code} ({what}); its PC/TC indicator is {ind}.",
+                message=f"Line {ln.number}: {ln.code} cannot be billed with {m.code} ({what}); its PC/TC indicator is {ind}.",
                 evidence=f"{ln.code} PC/TC indicator {ind} ({PCTC_MEANING.get(ind, 'unknown')}); "
                 f"{m.code} allowed with indicator {', '.join(sorted(PCTC_ALLOWS[m.code]))}; {source}",
             )

@@ -8,7 +8,7 @@ from ..context import ClaimContext, ClaimLine
 from ..findings import Finding, Fix
 from ..registry import Rule, rule
 from ..tables.ncci import MAI_TEXT, Mue, MueTable
-from .ncci_common import line_number, quantity_path, same_day_groups, units_of
+from .ncci_common import quantity_path, same_day_groups, units_of
 
 _TABLE_NAME = {"practitioner": "mue_practitioner", "outpatient-hospital": "mue_outpatient_hospital"}
 
@@ -69,7 +69,7 @@ def mue_line_units(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         units = units_of(ln)
         if units <= m.value:
             continue
-        n = line_number(ln)
+        n = ln.number
         yield r.finding(
             expression=quantity_path(ln),
             line=ln.index,
@@ -132,7 +132,7 @@ def mue_date_units(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             if total <= m.value:
                 continue
             first = code_lines[0]
-            nums = ", ".join(str(line_number(ln)) for ln in code_lines)
+            nums = ", ".join(str(ln.number) for ln in code_lines)
             appeal = (
                 "units above it are not paid, and an appeal cannot change that (policy)"
                 if m.mai == 2
@@ -142,7 +142,7 @@ def mue_date_units(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 expression=quantity_path(first),
                 line=first.index,
                 message=(
-                    f"Line {line_number(first)}: {_fmt(total)} units of {code} on "
+                    f"Line {first.number}: {_fmt(total)} units of {code} on "
                     f"{first.service_date} exceed its medically unlikely edit of {m.value} per day; "
                     f"{appeal}."
                 ),

@@ -22,11 +22,6 @@ CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
 HCPCS_SYSTEM = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 
 
-def line_number(ln: ClaimLine) -> int:
-    """The line number a coder sees: the item's sequence, else its 1-based position."""
-    return ln.sequence or ln.index + 1
-
-
 def _provider_of_team(ctx: ClaimContext) -> dict[int, str]:
     team: dict[int, str] = {}
     for ct in ctx.claim.get("careTeam") or []:

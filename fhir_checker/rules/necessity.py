@@ -57,7 +57,7 @@ def diagnosis_does_not_support_procedure(ctx: ClaimContext, r: Rule) -> Iterator
         codes = [d.code for d in dxs if d.code]
         if any(p.supports(c) for c in codes):
             continue
-        n = ln.sequence or ln.index + 1
+        n = ln.number
         why = f" ({p.label})" if p.label else ""
         yield r.finding(
             expression=f"{ln.path}.diagnosisSequence" if ln.diagnosis_sequences else ln.code_path,

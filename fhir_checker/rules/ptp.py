@@ -8,7 +8,7 @@ from ..context import ClaimContext, ClaimLine
 from ..findings import Finding, Fix
 from ..registry import Rule, rule
 from ..tables.ncci import INDICATOR_TEXT, NO_START, OPEN_END, PtpEdit, ymd_text
-from .ncci_common import NCCI_MODIFIERS, line_number, same_day_groups
+from .ncci_common import NCCI_MODIFIERS, same_day_groups
 
 _TABLE_NAME = {"practitioner": "ptp_practitioner", "outpatient-hospital": "ptp_outpatient_hospital"}
 
@@ -82,7 +82,7 @@ def _findings(ctx: ClaimContext, r: Rule, indicator: int) -> Iterator[Finding]:
             by_line.setdefault(ln.index, (ln, []))[1].append(edit)
     for _, (ln, edits) in sorted(by_line.items()):
         col1 = ", ".join(sorted({e.column1 for e in edits}))
-        n = line_number(ln)
+        n = ln.number
         if indicator == 0:
             msg = (
                 f"Line {n}: {ln.code} is not paid with {col1} on the same day, and no modifier "

@@ -10,10 +10,6 @@ from ..findings import Finding
 from ..registry import Rule, rule
 
 
-def _n(ln: ClaimLine) -> int:
-    return ln.sequence or ln.index + 1
-
-
 def _status_of(procs: list[RecordProcedure]) -> str:
     return "; ".join(f"{p.label} status {p.status or '(none)'} ({p.path}.status)" for p in procs)
 
@@ -75,7 +71,7 @@ def procedure_not_documented(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         yield r.finding(
             expression=ln.code_path,
             line=ln.index,
-            message=f"Line {_n(ln)} bills {ln.code}, but no Procedure in the record documents it on "
+            message=f"Line {ln.number} bills {ln.code}, but no Procedure in the record documents it on "
             f"{ln.service_date or 'the date of service'}.",
             evidence=f"{linked}no Procedure with code {ln.code} performed {ln.service_date} among "
             f"{len(ctx.record_procedures)} Procedure(s) in the input",
@@ -117,7 +113,7 @@ def procedure_not_performed(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         yield r.finding(
             expression=ln.code_path,
             line=ln.index,
-            message=f"Line {_n(ln)} bills {ln.code}, but the record says it was {bad[0].status}.",
+            message=f"Line {ln.number} bills {ln.code}, but the record says it was {bad[0].status}.",
             evidence=_status_of(procs),
         )
 
@@ -154,7 +150,7 @@ def procedure_not_completed(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             yield r.finding(
                 expression=ln.code_path,
                 line=ln.index,
-                message=f"Line {_n(ln)} bills {ln.code}, but its Procedure is not completed "
+                message=f"Line {ln.number} bills {ln.code}, but its Procedure is not completed "
                 f"({procs[0].status or 'no status'}).",
                 evidence=_status_of(procs),
             )
@@ -254,7 +250,7 @@ def service_date_not_performed_date(ctx: ClaimContext, r: Rule) -> Iterator[Find
             yield r.finding(
                 expression=_date_path(ln),
                 line=ln.index,
-                message=f"Line {_n(ln)} ({ln.code}) is dated {billed}, but its Procedure was "
+                message=f"Line {ln.number} ({ln.code}) is dated {billed}, but its Procedure was "
                 f"performed on {performed}.",
                 evidence=f"line date {billed}; {p.label} {p.performed_path} {performed}",
             )

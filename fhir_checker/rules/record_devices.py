@@ -168,7 +168,7 @@ def laterality_contradicts_modifier(ctx: ClaimContext, r: Rule) -> Iterator[Find
                 expression=billed[1],
                 line=ln.index,
                 severity=None if _coded(lat) else Severity.WARNING,
-                message=f"Line {ln.sequence or ln.index + 1} ({ln.code}) is billed as {billed[0]}, but "
+                message=f"Line {ln.number} ({ln.code}) is billed as {billed[0]}, but "
                 f"the Procedure documents the {lat.side} side.",
                 evidence=f"modifier side {billed[0]}; {p.label} bodySite {lat.path}: {lat.side}",
             )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from ..context import ClaimContext
 from ..findings import Finding, Fix
 from ..registry import Rule, rule
-from .ncci_common import line_number, same_day_groups
+from .ncci_common import same_day_groups
 
 #: Code -> the instruction behind it. 96523: CPT's parenthetical "Do not report 96523 in
 #: conjunction with any other service on the same date by the same provider" (summarised).
@@ -55,7 +55,7 @@ def sole_service_with_others(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             others = sorted({o.code for o in lines if o.code and o.code != ln.code})
             if not others:
                 continue
-            n = line_number(ln)
+            n = ln.number
             yield r.finding(
                 expression=ln.code_path,
                 line=ln.index,

@@ -92,7 +92,7 @@ def _dangling(
                 yield r.finding(
                     expression=f"{ln.path}.{element}[{pos}]",
                     line=ln.index,
-                    message=f"Line {ln.sequence or ln.index + 1} points at {target} {seq}, which the claim does not have.",
+                    message=f"Line {ln.number} points at {target} {seq}, which the claim does not have.",
                     evidence=f"{element} {seq}; the claim's {target} sequences: "
                     + (", ".join(str(s) for s in sorted(known)) or "none"),
                 )
@@ -257,7 +257,7 @@ def missing_date_of_service(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             yield r.finding(
                 expression=ln.path,
                 line=ln.index,
-                message=f"Line {ln.sequence or ln.index + 1} has no date of service.",
+                message=f"Line {ln.number} has no date of service.",
                 evidence="neither item.servicedDate, item.servicedPeriod nor Claim.billablePeriod.start is set",
             )
 
@@ -292,7 +292,7 @@ def quantity_not_positive(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             yield r.finding(
                 expression=f"{ln.path}.quantity" if has_qty else ln.path,
                 line=ln.index,
-                message=f"Line {ln.sequence or ln.index + 1} has "
+                message=f"Line {ln.number} has "
                 + (
                     "no units billed."
                     if ln.units is None

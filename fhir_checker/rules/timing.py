@@ -82,10 +82,6 @@ def _hm(minutes: float) -> str:
     return f"{h} h {m} min" if m else f"{h} h"
 
 
-def _n(ln: ClaimLine) -> int:
-    return ln.sequence or ln.index + 1
-
-
 def _documented(ctx: ClaimContext, ln: ClaimLine) -> tuple[float, str] | None:
     """(minutes, evidence) from the line's Procedure, else its linked administration."""
     for p in ctx.procedures_for(ln):
@@ -172,7 +168,7 @@ def units_exceed_documented_time(ctx: ClaimContext, r: Rule) -> Iterator[Finding
         yield r.finding(
             expression=f"{ln.path}.quantity" if "quantity" in ln.raw else ln.code_path,
             line=ln.index,
-            message=f"Line {_n(ln)} bills {billed:g} {'unit' if billed == 1 else 'units'} of {code}, but the "
+            message=f"Line {ln.number} bills {billed:g} {'unit' if billed == 1 else 'units'} of {code}, but the "
             f"documented {_hm(minutes)} "
             + (f"supports {supported:g}." if supported else "does not support it at all."),
             evidence=f"{fam.rule_text(code)}; {evidence}; billed {billed:g}"
@@ -218,6 +214,6 @@ def time_not_documented(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
         yield r.finding(
             expression=ln.code_path,
             line=ln.index,
-            message=f"Line {_n(ln)} bills {ln.code}, a time-based code, but the record documents no time.",
+            message=f"Line {ln.number} bills {ln.code}, a time-based code, but the record documents no time.",
             evidence=f"{fam.rule_text(ln.code or '')}; {where}: no performedPeriod, duration extension or minutes note",
         )
