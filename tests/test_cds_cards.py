@@ -136,3 +136,16 @@ def test_fixes_keep_net_and_total_consistent() -> None:
     odd = {**c, "total": {"value": 999.0, "currency": "USD"}}
     fixed = apply_fix(odd, Fix("remove-line", 1))
     assert fixed is not None and fixed["total"]["value"] == 999.0
+
+
+def test_summary_names_the_line_once() -> None:
+    from fhir_checker.service.cards import _summary
+
+    assert _summary("Line 6 (J0690)", "Line 6 bills J0690 x 2, but the dose is 4 units.") == (
+        "Line 6 (J0690) bills J0690 x 2, but the dose is 4 units."
+    )
+    assert _summary("Line 2 (76937)", "Line 2: 11 is not a valid modifier.") == (
+        "Line 2 (76937): 11 is not a valid modifier."
+    )
+    assert _summary("Line 3 (J2001)", "J2001 ended on 2024-09-30.") == "Line 3 (J2001): J2001 ended on 2024-09-30."
+    assert _summary(None, "77001 is documented but not billed.") == "77001 is documented but not billed."

@@ -152,7 +152,7 @@ def test_cards_carry_source_indicator_link_and_line(client: TestClient) -> None:
     assert len(cards) == len(outcome["issue"]) >= 2
     seq = bad["item"][j0690]["sequence"]
     by_rule = {c["source"]["topic"]["code"]: c for c in cards}
-    assert by_rule["UNI001"]["summary"].startswith(f"Line {seq} (J0690): ")
+    assert by_rule["UNI001"]["summary"].startswith(f"Line {seq} (J0690) bills J0690 x 2")
     assert by_rule["MOD001"]["summary"].startswith("Line 1 (36561): ")
     for card in cards:
         finding = card["extension"][FINDING_EXTENSION]

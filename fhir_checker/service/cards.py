@@ -58,13 +58,14 @@ def line_label(claim: dict[str, Any], line: int | None) -> str | None:
     return f"Line {seq} ({code})" if code else f"Line {seq}"
 
 
-_LINE_PREFIX = re.compile(r"^Line \d+: ")
+_LINE_PREFIX = re.compile(r"^Line \d+(?: \([^)]*\))?(?=[: ])")
 
 
 def _summary(label: str | None, message: str) -> str:
-    if label:
-        message = _LINE_PREFIX.sub("", message)  # the label names the line already
-    text = f"{label}: {message}" if label else message
+    if label and _LINE_PREFIX.match(message):
+        text = _LINE_PREFIX.sub(label, message, count=1)  # the message names the line: say it once
+    else:
+        text = f"{label}: {message}" if label else message
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
