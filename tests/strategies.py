@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import zlib
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -28,6 +29,10 @@ from fhir_checker.codes import CPT, HCPCS, HCPCS_OID, ICD10CM, MODIFIER_SYSTEMS
 from fhir_checker.tables import get_tables
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+#: The long (``slow``) profile explores new random examples locally; under CI it runs on a
+#: fixed seed, so a submission's result is reproducible. FHIR_CHECKER_FUZZ=random|fixed overrides.
+SLOW_DERANDOMIZE = os.environ.get("FHIR_CHECKER_FUZZ", "fixed" if os.environ.get("CI") else "random") == "fixed"
+
 TODAY = date(2026, 4, 1)  # every property checks "as of" this day: outcomes stay reproducible
 
 Json = dict[str, Any]

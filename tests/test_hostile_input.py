@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from hapi_fake import BASE, FakeFhir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import TODAY, claim_or_self, claims, json_values, mutated, raw_bytes
+from strategies import SLOW_DERANDOMIZE, TODAY, claim_or_self, claims, json_values, mutated, raw_bytes
 
 import fhir_checker
 from fhir_checker.cli import main
@@ -50,7 +50,7 @@ _COMMON: dict[str, Any] = {
     ],
 }
 QUICK = settings(max_examples=8, derandomize=True, print_blob=False, **_COMMON)
-SLOW = settings(max_examples=1000, print_blob=True, **_COMMON)
+SLOW = settings(max_examples=1000, derandomize=SLOW_DERANDOMIZE, print_blob=True, **_COMMON)
 
 
 def deep_array(depth: int) -> bytes:

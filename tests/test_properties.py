@@ -19,7 +19,7 @@ import pytest
 from conftest import assert_expressions_resolve, assert_valid_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import TODAY, claims, fhirish, mutated, raw_bytes
+from strategies import SLOW_DERANDOMIZE, TODAY, claims, fhirish, mutated, raw_bytes
 
 import fhir_checker
 from fhir_checker import CATEGORIES, get_rule
@@ -40,7 +40,7 @@ SLOW_EXAMPLES = 2000  # per property: about 90 s for all of them on 2 cores
 
 
 def slow(n: int = SLOW_EXAMPLES) -> settings:
-    return settings(max_examples=n, print_blob=True, **_COMMON)
+    return settings(max_examples=n, derandomize=SLOW_DERANDOMIZE, print_blob=True, **_COMMON)
 
 
 def profiles(
