@@ -19,7 +19,7 @@ from .loader import Entry, InputDocument
 from .references import ReferenceIndex, Resolved
 from .values import as_dict as _dict
 from .values import as_list as _list
-from .values import parse_date
+from .values import is_present, parse_date
 
 if TYPE_CHECKING:
     from .packs import RulePack
@@ -393,7 +393,7 @@ def _line(index: int, item: dict[str, Any], claim_start: date | None, claim_end:
         code_path=chosen.path
         if chosen
         else f"{path}.productOrService"
-        if "productOrService" in item
+        if is_present(item.get("productOrService"))
         else path,
         kind=kind,
         modifiers=tuple(mods),

@@ -36,3 +36,11 @@ def as_list(value: Any) -> list[Any]:
 
 def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def is_present(value: Any) -> bool:
+    """Whether an element is there for FHIRPath, so an ``expression`` may point at it:
+    ``null``, ``[]`` and an object holding nothing but ``extension`` read as absent."""
+    if value is None or value == []:
+        return False
+    return not (isinstance(value, dict) and value.keys() <= {"extension"})

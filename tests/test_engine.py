@@ -161,3 +161,37 @@ def test_age_is_computed_per_date_of_service() -> None:
     assert res.context.patient.age_on(line.service_date) == 57
     assert res.context.setting == "outpatient-hospital"
     assert line.code == "36561" and line.units == 1 and line.procedure_sequences == (1,)
+
+
+def test_line_with_null_product_or_service_points_at_the_line() -> None:
+    """Found by the slow property run: ``productOrService: null`` gave an expression that
+    does not resolve (FHIRPath does not see a null element)."""
+    from conftest import assert_expressions_resolve
+
+    from fhir_checker import run
+
+    claim = {
+        "resourceType": "Claim",
+        "id": "c1",
+        "status": "active",
+        "type": {"coding": [{"code": "professional"}]},
+        "use": "claim",
+        "patient": {"reference": "Patient/p"},
+        "created": "2026-03-10",
+        "provider": {"reference": "Organization/o"},
+        "priority": {"coding": [{"code": "normal"}]},
+        "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "x"}}],
+        "item": [
+            {"sequence": 1, "productOrService": None, "servicedDate": "2026-03-10", "quantity": {"value": 1}},
+            {
+                "sequence": 2,
+                "productOrService": {"extension": [{"url": "http://example.org/x", "valueString": "y"}]},
+                "servicedDate": "2026-03-10",
+                "quantity": {"value": 1},
+            },
+        ],
+    }
+    result = run(claim)
+    cod001 = sorted(f.expression for f in result.findings if f.rule_id == "COD001")
+    assert cod001 == ["Claim.item[0]", "Claim.item[1]"]
+    assert_expressions_resolve(result.outcome, claim)
