@@ -29,7 +29,7 @@ from .packs import (
     payers_mapped,
 )
 from .references import ReferenceIndex
-from .registry import Rule, rule_count, select_rules, still_registered
+from .registry import Rule, generation, select_rules
 from .tables import Tables, get_tables
 from .validation import structure_errors
 
@@ -59,15 +59,14 @@ class Result:
 
 
 #: Rule selection is the same for every claim of a pack: computed once per (pack,
-#: selectors, registry size) instead of once per claim, and dropped when a rule in it was
-#: replaced in the registry.
+#: selectors, registry generation) instead of once per claim.
 _RULES_CACHE: dict[tuple[Any, ...], list[Rule]] = {}
 
 
 def _rules_for(pack: RulePack, select: list[str] | None, ignore: list[str] | None) -> list[Rule]:
-    key = (pack.select, pack.ignore, tuple(select or ()), tuple(ignore or ()), rule_count())
+    key = (pack.select, pack.ignore, tuple(select or ()), tuple(ignore or ()), generation())
     hit = _RULES_CACHE.get(key)
-    if hit is not None and still_registered(hit):
+    if hit is not None:
         return hit
     chosen = select_rules(pack.select, pack.ignore)
     if select or ignore:
@@ -81,9 +80,11 @@ def _rules_for(pack: RulePack, select: list[str] | None, ignore: list[str] | Non
 
 #: Default packs by name. Finding a pack by name scans the profile directories (~50 us, more
 #: than checking a small claim), so the pack is kept with the modification times of those
-#: directories and of its file: a few stat calls per claim tell whether a pack was added,
-#: removed or edited, and only then is it looked up again.
-_PACK_CACHE: dict[tuple[str, str | None], tuple[tuple[float | None, ...], RulePack]] = {}
+#: directories and of its files: a few stat calls tell whether a pack was added, removed or
+#: edited, and only then is it looked up again. The stat calls themselves run at most once
+#: every PACK_RECHECK_SECONDS per pack (as for the payer map), not on every claim.
+PACK_RECHECK_SECONDS = 1.0
+_PACK_CACHE: dict[tuple[str, str | None], tuple[tuple[float | None, ...], RulePack, float]] = {}
 
 
 def _mtime(path: str) -> float | None:
@@ -113,11 +114,17 @@ def _default_pack(claim: dict[str, Any], refs: ReferenceIndex | None = None) -> 
         payers = claim_payer_keys(claim, resolve)
     name = default_pack_for(claim, payers)
     env = os.environ.get("FHIR_CHECKER_PROFILES")
-    hit = _PACK_CACHE.get((name, env))
-    if hit is not None and _pack_stamp(env, hit[1].files or (hit[1].path,)) == hit[0]:
-        return hit[1]
+    key, now = (name, env), time.monotonic()
+    hit = _PACK_CACHE.get(key)
+    if hit is not None:
+        stamp, pack, checked = hit
+        if now - checked < PACK_RECHECK_SECONDS:
+            return pack
+        if _pack_stamp(env, pack.files or (pack.path,)) == stamp:
+            _PACK_CACHE[key] = (stamp, pack, now)
+            return pack
     pack = load_pack(name)
-    _PACK_CACHE[(name, env)] = (_pack_stamp(env, pack.files or (pack.path,)), pack)
+    _PACK_CACHE[key] = (_pack_stamp(env, pack.files or (pack.path,)), pack, now)
     return pack
 
 

@@ -69,6 +69,7 @@ class Rule:
 
 _RULES: dict[str, Rule] = {}
 _loaded = False
+_generation = 0
 
 
 def rule(
@@ -85,6 +86,7 @@ def rule(
     """Register a check function as a rule; its docstring is the rule's doc."""
 
     def register(fn: CheckFn) -> CheckFn:
+        global _generation
         if id in _RULES:
             raise ValueError(f"duplicate rule id {id}")
         if category is not None and category not in CATEGORIES:
@@ -104,6 +106,7 @@ def rule(
             settings=tuple(settings),
             ioce_edit=ioce_edit,
         )
+        _generation += 1
         return fn
 
     return register
@@ -126,16 +129,10 @@ def all_rules() -> list[Rule]:
     return sorted(_RULES.values(), key=lambda r: r.id)
 
 
-def rule_count() -> int:
-    """How many rules are registered (changes when a rule registers: a cache key)."""
+def generation() -> int:
+    """Bumped whenever the registry changes: the cache key of anything derived from it."""
     _load_rule_modules()
-    return len(_RULES)
-
-
-def still_registered(rules: Iterable[Rule]) -> bool:
-    """True when each rule is still the one registered under its id (for caches of
-    selections: a rule replaced in the registry, as tests do, invalidates them)."""
-    return all(_RULES.get(r.id) is r for r in rules)
+    return _generation
 
 
 def get_rule(rule_id: str) -> Rule:

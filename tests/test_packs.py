@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from datetime import date
 from pathlib import Path
@@ -342,3 +343,25 @@ def test_shipped_packs_match_the_tables_in_force(capsys: pytest.CaptureFixture[s
         "mue_outpatient_hospital",
         "addon_codes",
     }  # port-and-infusion: tables by each claim's setting
+
+
+def test_default_pack_edit_is_picked_up_after_the_recheck_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fhir_checker import engine
+
+    monkeypatch.setenv("FHIR_CHECKER_PROFILES", str(tmp_path))
+    pack = GOOD.format(id="cms-outpatient-hospital").replace("DOC001: error", "MOD001: {sev}")
+    path = _write(tmp_path, "cms-outpatient-hospital", pack.format(sev="warning"))
+    claim = load_fixture("port-placement-miscoded.json")  # institutional: this default pack
+
+    def mod001() -> list[str]:
+        return [f.severity.value for f in run(claim, today=TODAY).findings if f.rule_id == "MOD001"]
+
+    assert mod001() == ["warning"]
+    path.write_text(pack.format(sev="information"))
+    os.utime(path, (2, 2))  # a different mtime even on coarse clocks
+    monkeypatch.setattr(engine, "PACK_RECHECK_SECONDS", 3600.0)
+    assert mod001() == ["warning"]  # inside the interval: no stat calls, the cached pack
+    monkeypatch.setattr(engine, "PACK_RECHECK_SECONDS", 0.0)
+    assert mod001() == ["information"]  # past it: the edit is seen

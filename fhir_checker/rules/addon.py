@@ -13,8 +13,20 @@ from .ncci_common import code_system, same_day_groups
 TABLE = "addon_codes"
 
 
-def _addon_lines(ctx: ClaimContext, edit_type: int) -> Iterator[tuple[ClaimLine, AddonEdit, set[str]]]:
-    """(add-on line, its edit of that type, codes billed the same day by the same provider)."""
+AddonLine = tuple[ClaimLine, AddonEdit, set[str]]
+
+
+def _addon_lines(ctx: ClaimContext, edit_type: int) -> Iterator[AddonLine]:
+    """(add-on line, its edit of that type, codes billed the same day by the same provider).
+
+    The claim is scanned once for the three add-on rules (kept in ``ctx.extra``)."""
+    found: list[AddonLine] | None = ctx.extra.get("addon.lines")
+    if found is None:
+        found = ctx.extra["addon.lines"] = list(_scan(ctx))
+    return (hit for hit in found if hit[1].edit_type == edit_type)
+
+
+def _scan(ctx: ClaimContext) -> Iterator[AddonLine]:
     table = ctx.tables.addons
     for (day, _provider), lines in same_day_groups(ctx).items():
         day_codes = {ln.code for ln in lines if ln.code}
@@ -22,7 +34,7 @@ def _addon_lines(ctx: ClaimContext, edit_type: int) -> Iterator[tuple[ClaimLine,
             if ln.code is None or ln.code not in table:
                 continue
             edit = table.edit(ln.code, day)
-            if edit is not None and edit.edit_type == edit_type:
+            if edit is not None:
                 yield ln, edit, day_codes
 
 

@@ -428,6 +428,8 @@ class AddonTable:
             row = AddonRow(r[0], None if r[1] == NO_PRIMARY else r[1], int(r[2]), int(r[3]), int(r[4]))
             by.setdefault(row.addon, []).append(row)
         self._by_code = by
+        # (code, day) -> edit: the same few add-on codes recur on every claim of a day's run.
+        self._memo: dict[tuple[str, int], AddonEdit | None] = {}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_code.values())
@@ -439,11 +441,21 @@ class AddonTable:
         rows = self._by_code.get(addon)
         if not rows:
             return None
-        d = ymd(on)
+        key = (addon, ymd(on))
+        if key in self._memo:
+            return self._memo[key]
+        found = self._edit(rows, key[1])
+        if len(self._memo) > 65536:
+            self._memo.clear()
+        self._memo[key] = found
+        return found
+
+    @staticmethod
+    def _edit(rows: list[AddonRow], d: int) -> AddonEdit | None:
         live = [r for r in rows if r.effective <= d <= r.deletion]
         if not live:
             return None
         # One code has one type at a time; the most restrictive wins if a file mixes them.
         edit_type = min((r.edit_type for r in live), key=_TYPE_RANK.__getitem__)
         primaries = tuple(sorted({r.primary for r in live if r.primary and r.edit_type == edit_type}))
-        return AddonEdit(addon, edit_type, primaries)
+        return AddonEdit(live[0].addon, edit_type, primaries)
