@@ -7,19 +7,12 @@ are dict hits. Codes not in a table have the default (no age limit, no flag).
 
 from __future__ import annotations
 
-import gzip
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .codesets import tsv_rows
+
 FULL_AGE = (0, 124)
-
-
-def _rows(path: Path) -> Iterator[list[str]]:
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        next(fh)  # header
-        for line in fh:
-            yield line.rstrip("\n").split("\t")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +39,7 @@ class ProcedureTable:
             code: ProcedureAttributes(
                 int(lo), int(hi), src == "c", di == "1", dev == "1", cg == "1", pt == "1"
             )
-            for code, lo, hi, src, di, dev, cg, pt in _rows(path)
+            for code, lo, hi, src, di, dev, cg, pt in tsv_rows(path)
         }
         return cls(rows)
 
@@ -75,7 +68,7 @@ class DevicePairs:
     def read(cls, path: Path) -> DevicePairs:
         dep: dict[str, list[str]] = {}
         pt: dict[str, list[DevicePair]] = {}
-        for relation, proc, device, activated in _rows(path):
+        for relation, proc, device, activated in tsv_rows(path):
             if relation == "dependent":
                 dep.setdefault(proc, []).append(device)
             else:
@@ -101,7 +94,7 @@ class ModifierTable:
     def read(cls, path: Path) -> ModifierTable:
         rows = {
             m: ModifierInfo(m, ioce == "1", int(level), int(vf), dx == "1", desc)
-            for m, ioce, level, vf, dx, desc in _rows(path)
+            for m, ioce, level, vf, dx, desc in tsv_rows(path)
         }
         return cls(rows)
 
@@ -131,17 +124,17 @@ class SexSpecific:
 
 
 def read_replacements(path: Path) -> dict[str, Replacement]:
-    return {c: Replacement(c, new, int(last), src == "c", note) for c, new, last, src, note in _rows(path)}
+    return {c: Replacement(c, new, int(last), src == "c", note) for c, new, last, src, note in tsv_rows(path)}
 
 
 def read_pctc(path: Path) -> dict[str, str]:
-    return {code: ind for code, ind in _rows(path)}
+    return {code: ind for code, ind in tsv_rows(path)}
 
 
 def read_ages(path: Path) -> dict[str, tuple[int, int]]:
-    return {code: (int(lo), int(hi)) for code, lo, hi in _rows(path)}
+    return {code: (int(lo), int(hi)) for code, lo, hi in tsv_rows(path)}
 
 
 def read_sex(path: Path) -> dict[str, SexSpecific]:
     names = {"F": "female", "M": "male"}
-    return {code: SexSpecific(names[sex], block) for code, sex, block in _rows(path)}
+    return {code: SexSpecific(names[sex], block) for code, sex, block in tsv_rows(path)}

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 OPEN_END = 99991231
+
+
+def tsv_rows(path: Path) -> Iterator[list[str]]:
+    """The data rows of a packed ``*.tsv.gz`` table (plain tab-separated, no quoting; the
+    header row skipped)."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            yield line.rstrip("\n").split("\t")
 
 
 def ymd(d: date) -> int:
@@ -46,13 +56,10 @@ class CodeSpans:
     def read(cls, path: Path) -> CodeSpans:
         spans: dict[str, list[Span]] = {}
         first = OPEN_END
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            next(fh)  # header: code, valid_from, valid_to, truncated
-            for line in fh:
-                code, vf, vt, tr = line.rstrip("\n").split("\t")
-                s = Span(int(vf), int(vt), tr == "1")
-                first = min(first, s.valid_from)
-                spans.setdefault(code, []).append(s)
+        for code, vf, vt, tr in tsv_rows(path):  # code, valid_from, valid_to, truncated
+            s = Span(int(vf), int(vt), tr == "1")
+            first = min(first, s.valid_from)
+            spans.setdefault(code, []).append(s)
         return cls({k: tuple(v) for k, v in spans.items()}, first_day=first)
 
     def __contains__(self, code: str) -> bool:

@@ -5,9 +5,10 @@ Packed by ``scripts/build_drug_units.py`` from the public HCPCS Level II descrip
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
+
+from .codesets import tsv_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +34,8 @@ class DrugUnits:
     @classmethod
     def read(cls, path: Path) -> DrugUnits:
         units: dict[str, DrugUnit] = {}
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            next(fh)  # header: code, amount, unit, description
-            for line in fh:
-                code, amount, unit, desc = line.rstrip("\n").split("\t")
-                units[code] = DrugUnit(code, float(amount) if amount else None, unit or None, desc)
+        for code, amount, unit, desc in tsv_rows(path):  # code, amount, unit, description
+            units[code] = DrugUnit(code, float(amount) if amount else None, unit or None, desc)
         return cls(units)
 
     def get(self, code: str) -> DrugUnit | None:
