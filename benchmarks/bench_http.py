@@ -1,32 +1,42 @@
 """HTTP latency and throughput of ``fhir-checker serve`` on loopback.
 
-    python benchmarks/bench_http.py                       # starts the server itself
+    python benchmarks/bench_http.py                       # starts the server itself (1 worker)
+    python benchmarks/bench_http.py --workers 2           # ... with 2 worker processes
     python benchmarks/bench_http.py --url http://127.0.0.1:8080   # a server already running
 
 Starts ``fhir-checker serve --host 127.0.0.1 --port N`` in a subprocess (unless --url),
-then, for 1, 10 and 50 concurrent clients (httpx async, keep-alive), sends realistic
-synthetic claims for --seconds per level (and at most --max-requests), and prints p50 / p99
-latency and requests per second for:
+then, for 1, 10 and 50 concurrent keep-alive connections, sends realistic synthetic claims
+for --seconds per level (and at most --max-requests with the Python clients), and prints
+p50 / p99 latency and requests per second for:
 - ``POST /fhir/Claim/$precheck`` (the Bundle as the body);
 - the CDS Hooks service found at ``GET /cds-services``, with every prefetch it asks for
   filled from the same Bundle.
 
-Each is driven twice: by httpx AsyncClients, and by a minimal asyncio HTTP/1.1 client
-(``raw``), because httpx itself costs ~1 ms of CPU per request on the same 2 cores.
+Load generators (``--client``; each figure says which one ran):
+- ``wrk`` (the default when it is on PATH; Debian/Ubuntu: ``apt-get install -y wrk``): C,
+  one thread, a Lua script cycling through the request bodies. It costs a small fraction of
+  the CPU of a Python client, which matters on 2 cores shared with the server;
+- ``raw``: a minimal asyncio HTTP/1.1 client (the fallback when there is no wrk);
+- ``httpx``: AsyncClients, ~1 ms of client CPU per request (the figures show the client).
 
-Traffic goes to 127.0.0.1 only; every loop is bounded in time and count, and the server is
-stopped at the end. On a 2-core machine the load generator shares the CPU with the server:
-the figures are a floor. Target (issue 7): p99 < 25 ms at 50 concurrent clients.
+Traffic goes to 127.0.0.1 only; every loop is bounded in time, and the server is stopped at
+the end. On a 2-core machine the load generator shares the CPU with the server: the figures
+are a floor. Target (issue 7): p99 < 25 ms at 50 concurrent clients.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
+import resource
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -56,11 +66,33 @@ def free_port() -> int:
         return port
 
 
-def start_server(port: int) -> subprocess.Popen[bytes]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and every process under it (the workers), from /proc."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue  # gone, or no /proc here: the figure is then a floor
+    return total
+
+
+def children_cpu_seconds() -> float:
+    """CPU of the waited-for child processes (wrk runs) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_server(port: int, extra: list[str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-c", "import sys; from fhir_checker.cli import main; sys.exit(main())"]
     # --no-auth: the load generator has no CDS client keys (the JWT check is measured in tests).
     cmd += ["serve", "--host", "127.0.0.1", "--port", str(port), "--no-auth", "--log-level", "warning"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(cmd + extra, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
@@ -203,6 +235,50 @@ class RawClient:
             self._conn = None
 
 
+# The wrk script: each thread cycles through the bodies (one JSON document per line of the
+# file named by the first script argument); done() prints one parseable line.
+WRK_LUA = """
+local bodies, n = {}, 0
+local path = "/"
+local headers = {["Content-Type"] = "application/fhir+json"}
+function init(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  path = args[2]
+  n = math.random(#bodies)
+end
+function request()
+  n = n % #bodies + 1
+  return wrk.format("POST", path, headers, bodies[n])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK_RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+WRK_RESULT = re.compile(r"WRK_RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)")
+
+
+def run_wrk(
+    base: str, path: str, bodies: list[bytes], clients: int, seconds: float, workdir: Path
+) -> tuple[float, float, float, int, int] | None:
+    """(p50 ms, p99 ms, req/s, errors, requests) from one wrk run; None when wrk failed."""
+    body_file = workdir / "bodies.ndjson"
+    body_file.write_bytes(b"\n".join(bodies) + b"\n")  # orjson output holds no raw newline
+    script = workdir / "post.lua"
+    script.write_text(WRK_LUA)
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    cmd += ["-s", str(script), base, "--", str(body_file), path]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    match = WRK_RESULT.search(done.stdout)
+    if not match:
+        say("wrk: FAILED", (done.stderr or done.stdout)[-300:])
+        return None
+    requests, duration_us, p50_us, p99_us, status_errors, socket_errors = map(int, match.groups())
+    rate = requests / (duration_us / 1e6)
+    return p50_us / 1000, p99_us / 1000, rate, status_errors + socket_errors, requests
+
+
 async def run_level(
     client: httpx.AsyncClient,
     method_path: str,
@@ -252,22 +328,41 @@ async def run_level(
     return latencies, errors, time.perf_counter() - started
 
 
-def report(name: str, clients: int, lat: list[float], errors: int, elapsed: float) -> None:
+def report(name: str, clients: int, lat: list[float], errors: int, elapsed: float, cpu: str = "") -> None:
     if not lat:
         say(f"{name} x{clients}", "no request completed")
         return
     lat.sort()
     p50 = 1000 * lat[len(lat) // 2]
     p99 = 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    report_figures(name, clients, p50, p99, len(lat) / elapsed, errors, cpu)
+
+
+def report_figures(
+    name: str, clients: int, p50: float, p99: float, rate: float, errors: int, cpu: str = ""
+) -> None:
     mark = ""
     if clients == 50:
         mark = "  (target p99 < 25 ms: " + ("met)" if p99 < TARGET_P99_MS else "MISSED)")
     say(
         f"{name}, {clients:>2} clients: p50 / p99, req/s",
-        f"{p50:.1f} / {p99:.1f} ms, {len(lat) / elapsed:,.0f} req/s"
+        f"{p50:.1f} / {p99:.1f} ms, {rate:,.0f} req/s"
         + (f", {errors} errors" if errors else "")
+        + cpu
         + mark,
     )
+
+
+def cpu_note(
+    args: argparse.Namespace, server_before: float, client_before: float | None, requests: int
+) -> str:
+    """Server (and wrk) CPU per request over a level: steadier than latency on a busy machine."""
+    if not args.server_pid or not requests:
+        return ""
+    note = f"; server CPU {1e6 * (cpu_seconds(args.server_pid) - server_before) / requests:,.0f} us/req"
+    if client_before is not None:
+        note += f", wrk {1e6 * (children_cpu_seconds() - client_before) / requests:,.0f} us/req"
+    return note
 
 
 async def bench(base: str, args: argparse.Namespace) -> None:
@@ -301,10 +396,29 @@ async def bench(base: str, args: argparse.Namespace) -> None:
             await run_level(client, path, bodies, 4, 1.0, 200)  # warm-up
             for kind in args.client:
                 for clients in args.clients:
+                    server_cpu, client_cpu = cpu_seconds(args.server_pid or 0), children_cpu_seconds()
+                    if kind == "wrk":
+                        with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+                            got = await asyncio.to_thread(
+                                run_wrk, base, path, bodies, clients, args.seconds, Path(tmp)
+                            )
+                        if got is not None:
+                            p50, p99, rate, errors, requests = got
+                            cpu = cpu_note(args, server_cpu, client_cpu, requests)
+                            report_figures(f"{name} [wrk]", clients, p50, p99, rate, errors, cpu)
+                        await asyncio.sleep(0.2)
+                        continue
                     lat, errors, elapsed = await run_level(
                         client, path, bodies, clients, args.seconds, args.max_requests, kind == "raw"
                     )
-                    report(f"{name} [{kind}]", clients, lat, errors, elapsed)
+                    report(
+                        f"{name} [{kind}]",
+                        clients,
+                        lat,
+                        errors,
+                        elapsed,
+                        cpu_note(args, server_cpu, None, len(lat)),
+                    )
                     await asyncio.sleep(0.2)
     say(
         "requests per level",
@@ -320,16 +434,30 @@ def main() -> int:
     ap.add_argument(
         "--client",
         nargs="+",
-        choices=("httpx", "raw"),
-        default=["httpx", "raw"],
-        help="load generator: httpx AsyncClient, and/or a minimal asyncio HTTP/1.1 client",
+        choices=("wrk", "raw", "httpx"),
+        default=None,
+        help="load generator(s): wrk (default when installed), a minimal asyncio HTTP/1.1 "
+        "client (default otherwise), httpx AsyncClients",
+    )
+    ap.add_argument("--workers", type=int, default=None, help="serve --workers N (own server only)")
+    ap.add_argument(
+        "--serve-arg", action="append", default=[], metavar="ARG", help="extra serve argument (repeat)"
     )
     ap.add_argument("--seconds", type=float, default=5.0, help="per concurrency level")
     ap.add_argument("--max-requests", type=int, default=20_000, help="per concurrency level")
     ap.add_argument("--claims", type=int, default=200, help="distinct claims cycled through")
     ap.add_argument("--seed", type=int, default=11)
     args = ap.parse_args()
+    if args.client is None:
+        args.client = ["wrk"] if shutil.which("wrk") else ["raw"]
+    if "wrk" in args.client and not shutil.which("wrk"):
+        raise SystemExit("--client wrk: wrk is not on PATH (Debian/Ubuntu: apt-get install -y wrk)")
+    say("load generator", ", ".join(args.client) + " (one thread, on the same machine)")
+    extra = list(args.serve_arg)
+    if args.workers:
+        extra += ["--workers", str(args.workers)]
     proc = None
+    args.server_pid = None
     if args.url:
         host = httpx.URL(args.url).host
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -339,7 +467,9 @@ def main() -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
-        proc = start_server(port)
+        proc = start_server(port, extra)
+        args.server_pid = proc.pid
+        say("server", "fhir-checker serve " + " ".join(extra or ["(defaults)"]))
     try:
         wait_ready(base, proc)
         if proc is not None:

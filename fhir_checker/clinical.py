@@ -37,7 +37,23 @@ NOT_PERFORMED = frozenset({"not-done", "entered-in-error", "stopped"})
 NOT_COMPLETED = frozenset({"preparation", "in-progress", "on-hold", "unknown"})
 
 
+_KINDS: dict[str, str] = {}
+
+
 def service_kind(code: str) -> str:
+    """What a billed code is, by code range (memoised: the same codes come back on every
+    claim; see :func:`_service_kind`)."""
+    hit = _KINDS.get(code)
+    if hit is None:
+        hit = _service_kind(code)
+        if len(code) <= 16:
+            if len(_KINDS) >= 100_000:
+                _KINDS.clear()
+            _KINDS[code] = hit
+    return hit
+
+
+def _service_kind(code: str) -> str:
     """What a billed code is, decided by code range (no descriptors needed).
 
     ``procedure`` (needs a Procedure in the record), ``visit`` (E/M: documented by an
@@ -156,7 +172,9 @@ def documented_minutes(resource: dict[str, Any], path: str) -> tuple[float, str,
     extension carrying a Duration or a time Quantity; a note that says "38 minutes".
     """
     for key in ("performedPeriod", "effectivePeriod"):
-        period = _dict(resource.get(key))
+        period = resource.get(key)
+        if not period or not isinstance(period, dict):
+            continue  # nothing to read (most Procedures carry performedDateTime)
         minutes = _period_minutes(_datetime(period.get("start")), _datetime(period.get("end")))
         if minutes is not None:
             return minutes, key, f"{path}.{key}"

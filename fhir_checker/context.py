@@ -7,11 +7,10 @@ record from here. The builder is defensive: a malformed element becomes ``None``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .clinical import RecordAdministration, RecordProcedure, build_administration, build_procedure
 from .codes import DIAGNOSIS_SYSTEMS, normalise_icd10, procedure_kind
@@ -29,6 +28,37 @@ PRACTITIONER = "practitioner"
 OUTPATIENT_HOSPITAL = "outpatient-hospital"
 
 BIRTHSEX_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
+
+T = TypeVar("T")
+
+
+class cached_property(Generic[T]):  # a drop-in for functools.cached_property
+    """``functools.cached_property`` without its lock.
+
+    On Python 3.11 the stdlib one takes a lock shared by every instance on each first read
+    (about 1 us; a dozen reads a claim) and so also serialises threads. A context belongs
+    to one check in one thread, so computing once and keeping the value in the instance's
+    ``__dict__`` is enough.
+    """
+
+    def __init__(self, func: Callable[[Any], T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> cached_property[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> T | cached_property[T]:
+        if obj is None:
+            return self
+        value = self.func(obj)
+        obj.__dict__[self.name] = value
+        return value
 
 
 def _positive_ints(value: Any) -> tuple[int, ...]:
@@ -95,9 +125,9 @@ class ClaimLine:
         """The line number a coder sees: the item's sequence, else its 1-based position."""
         return self.sequence or self.index + 1
 
-    @property
+    @cached_property
     def modifier_codes(self) -> frozenset[str]:
-        return frozenset(m.code for m in self.modifiers)
+        return frozenset([m.code for m in self.modifiers])
 
     @property
     def is_level2(self) -> bool:
@@ -340,10 +370,7 @@ def on_line_dates(line: ClaimLine, day: date | None) -> bool:
 
 
 def _setting(claim: dict[str, Any], pack: RulePack) -> tuple[str, str | None]:
-    claim_type = None
-    for c in codings(claim.get("type"), "Claim.type"):
-        claim_type = c.code
-        break
+    claim_type = _first_code(claim.get("type"))
     if pack.setting in (PRACTITIONER, OUTPATIENT_HOSPITAL):
         return pack.setting, claim_type
     if claim_type == "institutional":
@@ -351,62 +378,90 @@ def _setting(claim: dict[str, Any], pack: RulePack) -> tuple[str, str | None]:
     return PRACTITIONER, claim_type
 
 
+def _billed_coding(concept: Any, path: str) -> tuple[Coding | None, str | None]:
+    """The line's billed coding and its kind: the first coding in a procedure system, else
+    the first coding (as ``codings`` would list them, without building the whole list)."""
+    if not isinstance(concept, dict):
+        return None, None
+    cs = concept.get("coding")
+    if not isinstance(cs, list):
+        return None, None
+    first: Coding | None = None
+    for i, c in enumerate(cs):
+        if not isinstance(c, dict):
+            continue
+        code = c.get("code")
+        if isinstance(code, str) and (code := code.strip()):
+            system = c.get("system")
+            system = system if isinstance(system, str) else None
+            kind = procedure_kind(system, code)
+            if kind:
+                return Coding(system, code, f"{path}.coding[{i}]"), kind
+            if first is None:
+                first = Coding(system, code, f"{path}.coding[{i}]")
+    return first, (procedure_kind(first.system, first.code) if first else None)
+
+
+def _first_code(concept: Any) -> str | None:
+    """The code of the first coding with one (``codings(concept)[0].code``), no paths built."""
+    if not isinstance(concept, dict):
+        return None
+    cs = concept.get("coding")
+    if not isinstance(cs, list):
+        return None
+    for c in cs:
+        if isinstance(c, dict):
+            code = c.get("code")
+            if isinstance(code, str) and (code := code.strip()):
+                return code
+    return None
+
+
 def _line(index: int, item: dict[str, Any], claim_start: date | None, claim_end: date | None) -> ClaimLine:
     path = f"Claim.item[{index}]"
-    cc = codings(item.get("productOrService"), f"{path}.productOrService")
-    chosen: Coding | None = None
-    kind: str | None = None
-    for c in cc:  # the first coding in a procedure system, else the first coding
-        kind = procedure_kind(c.system, c.code)
-        if kind:
-            chosen = c
-            break
-    if chosen is None and cc:
-        chosen = cc[0]
-        kind = procedure_kind(chosen.system, chosen.code)
+    pos = item.get("productOrService")
+    chosen, kind = _billed_coding(pos, f"{path}.productOrService")
     code = chosen.code.upper() if chosen else None
-    mods: list[Modifier] = []
+    mods: tuple[Modifier, ...] = ()
     raw_mods = item.get("modifier")
     if raw_mods and isinstance(raw_mods, list):
+        found: list[Modifier] = []
         for i, m in enumerate(raw_mods):
-            mpath = f"{path}.modifier[{i}]"
-            mc = codings(m, mpath)
+            mc = _first_code(m)
             if mc:
-                mods.append(Modifier(mc[0].code.upper(), mpath))
+                found.append(Modifier(mc.upper(), f"{path}.modifier[{i}]"))
+        mods = tuple(found)
     q = item.get("quantity")
     qty = q.get("value") if isinstance(q, dict) else None
     units = float(qty) if isinstance(qty, int | float) and not isinstance(qty, bool) else None
     period = item.get("servicedPeriod")
-    if not isinstance(period, dict):
-        period = {}
-    own = parse_date(item.get("servicedDate")) or parse_date(period.get("start"))
-    own_end = parse_date(period.get("end")) if period else None
+    if isinstance(period, dict):
+        own = parse_date(item.get("servicedDate")) or parse_date(period.get("start"))
+        own_end = parse_date(period.get("end")) if period else None
+    else:
+        own, own_end = parse_date(item.get("servicedDate")), None
     seq = item.get("sequence")
     rev_concept = item.get("revenue")
-    rev = codings(rev_concept, f"{path}.revenue") if rev_concept is not None else []
+    get = item.get
     return ClaimLine(
-        index=index,
-        path=path,
-        sequence=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-        system=chosen.system if chosen else None,
-        code=code,
-        code_path=chosen.path
-        if chosen
-        else f"{path}.productOrService"
-        if is_present(item.get("productOrService"))
-        else path,
-        kind=kind,
-        modifiers=tuple(mods),
-        units=units,
-        service_date=own or claim_start,
-        service_end=own_end or (None if own else claim_end),
-        date_from_claim=own is None,
-        diagnosis_sequences=_positive_ints(item.get("diagnosisSequence")),
-        procedure_sequences=_positive_ints(item.get("procedureSequence")),
-        information_sequences=_positive_ints(item.get("informationSequence")),
-        care_team_sequences=_positive_ints(item.get("careTeamSequence")),
-        revenue=rev[0].code if rev else None,
-        raw=item,
+        index,
+        path,
+        seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        chosen.system if chosen else None,
+        code,
+        chosen.path if chosen else f"{path}.productOrService" if is_present(pos) else path,
+        kind,
+        mods,
+        units,
+        own or claim_start,
+        own_end or (None if own else claim_end),
+        own is None,
+        _positive_ints(v) if (v := get("diagnosisSequence")) else (),
+        _positive_ints(v) if (v := get("procedureSequence")) else (),
+        _positive_ints(v) if (v := get("informationSequence")) else (),
+        _positive_ints(v) if (v := get("careTeamSequence")) else (),
+        _first_code(rev_concept) if rev_concept is not None else None,
+        item,
     )
 
 
@@ -445,12 +500,13 @@ def build_context(
             continue
         path = f"Claim.diagnosis[{i}]"
         seq = d.get("sequence")
-        cc = codings(d.get("diagnosisCodeableConcept"), f"{path}.diagnosisCodeableConcept")
         condition = None
         if "diagnosisReference" in d:
             condition = refs.resolve(str(_dict(d["diagnosisReference"]).get("reference", "")))
-            if condition is not None and condition.resource_type == "Condition":
-                cc = codings(condition.resource.get("code"), f"{condition.entry.path}.code")
+        if condition is not None and condition.resource_type == "Condition":
+            cc = codings(condition.resource.get("code"), f"{condition.entry.path}.code")
+        else:
+            cc = codings(d.get("diagnosisCodeableConcept"), f"{path}.diagnosisCodeableConcept")
         dx = next((c for c in cc if c.system in DIAGNOSIS_SYSTEMS), cc[0] if cc else None)
         diagnoses.append(
             Diagnosis(

@@ -18,7 +18,7 @@ from typing import Any
 from .context import ClaimContext, build_context
 from .findings import Finding, Severity
 from .loader import BadInput, InputDocument, Limits, load
-from .outcome import context_extension, fatal, render
+from .outcome import RULE_SYSTEM, context_extension, fatal, render
 from .packs import (
     PACKAGED_PROFILES,
     REPO_PROFILES,
@@ -29,7 +29,7 @@ from .packs import (
     payers_mapped,
 )
 from .references import ReferenceIndex
-from .registry import Rule, generation, select_rules
+from .registry import Rule, generation, get_rule, select_rules
 from .tables import Tables, get_tables
 from .validation import structure_errors
 
@@ -48,6 +48,7 @@ class Result:
     pack: RulePack | None = None
     fatal: bool = False
     elapsed_ms: float = 0.0
+    incomplete: bool = False  # stopped at the time budget: some rules did not run
 
     @property
     def claim_id(self) -> str | None:
@@ -55,12 +56,52 @@ class Result:
 
     @property
     def has_errors(self) -> bool:
-        return self.fatal or any(f.severity in (Severity.ERROR, Severity.FATAL) for f in self.findings)
+        return (
+            self.fatal
+            or self.incomplete
+            or any(f.severity in (Severity.ERROR, Severity.FATAL) for f in self.findings)
+        )
 
 
 #: Rule selection is the same for every claim of a pack: computed once per (pack,
 #: selectors, registry generation) instead of once per claim.
 _RULES_CACHE: dict[tuple[Any, ...], list[Rule]] = {}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the rule loop runs for a rule list, a claim setting and a pack's severity
+    overrides: (check, rule, override) for each rule that applies, decided once, not per
+    claim and rule."""
+
+    rules: list[Rule]
+    overrides: dict[str, Severity] | None
+    has_structure: bool
+    steps: list[tuple[Any, Rule, Severity | None]]
+
+
+_PLANS: dict[tuple[int, str, int], _Plan] = {}
+
+
+def _plan(rules: list[Rule], setting: str, overrides: dict[str, Severity] | None) -> _Plan:
+    key = (id(rules), setting, id(overrides))
+    hit = _PLANS.get(key)
+    if hit is not None and hit.rules is rules and hit.overrides is overrides:
+        return hit
+    plan = _Plan(
+        rules,
+        overrides,
+        any(r.id == STRUCTURE_RULE_ID for r in rules),
+        [
+            (r.check, r, overrides.get(r.id) if overrides else None)
+            for r in rules
+            if r.id != STRUCTURE_RULE_ID and setting in r.settings
+        ],
+    )
+    if len(_PLANS) > 256:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
 
 
 def _rules_for(pack: RulePack, select: list[str] | None, ignore: list[str] | None) -> list[Rule]:
@@ -143,8 +184,6 @@ def _table_versions(tables: Tables) -> list[tuple[str, str]]:
 
 
 def _structure_findings(doc: InputDocument, full: bool) -> list[Finding]:
-    from .registry import get_rule
-
     errors = list(structure_errors(doc, full))
     if not errors:
         return []
@@ -157,6 +196,29 @@ def _structure_findings(doc: InputDocument, full: bool) -> list[Finding]:
             issue_type="required" if e.kind == "missing" else "structure",
         )
         for e in errors
+    ]
+
+
+#: The clock of the time budget (a module attribute so tests can drive it).
+_clock = time.perf_counter
+
+INCOMPLETE_CODE = "INCOMPLETE"
+
+
+def _mark_incomplete(outcome: dict[str, Any], rules: list[Rule], stopped_at: Rule, budget: float) -> None:
+    """Say the check stopped at the budget: a partial answer must never read as clean."""
+    left = len(rules) - rules.index(stopped_at)
+    outcome["issue"] = [i for i in outcome["issue"] if i["details"]["coding"][0]["code"] != "CLEAN"] + [
+        {
+            "severity": "error",
+            "code": "incomplete",
+            "details": {
+                "coding": [{"system": RULE_SYSTEM, "code": INCOMPLETE_CODE, "display": "check-incomplete"}],
+                "text": f"The check stopped at its time budget of {budget:g} s: {left} of {len(rules)} "
+                "rules did not run, so the claim may have problems not listed here.",
+            },
+            "diagnostics": f"time budget {budget:g} s; stopped before rule {stopped_at.id}",
+        }
     ]
 
 
@@ -176,11 +238,13 @@ def run(
     ``validation``: ``auto`` (fast shape check, the FHIR models only when it finds
     something off) or ``full`` (always validate with the models).
     """
-    started = time.perf_counter()
+    started = _clock()
     tables = tables or get_tables()
     try:
         doc = data if isinstance(data, InputDocument) else load(data, limits)
     except BadInput as exc:
+        # The code only: the message may quote the input.
+        log.info("input not checkable", extra={"code": exc.code})
         return Result(fatal(exc.message, code=exc.code, expression=exc.expression), fatal=True)
     refs: ReferenceIndex | None = None
     if isinstance(profile, RulePack):
@@ -193,17 +257,27 @@ def run(
     ctx = build_context(doc, tables, pack, today or date.today(), refs=refs)
     findings: list[Finding] = []
     rules = _rules_for(pack, select, ignore)
-    if any(r.id == STRUCTURE_RULE_ID for r in rules):
-        findings.extend(_structure_findings(doc, validation == "full"))
     overrides = pack.severity
-    for rule in rules:
-        if rule.id == STRUCTURE_RULE_ID or ctx.setting not in rule.settings:
-            continue
-        override = overrides.get(rule.id) if overrides else None
+    plan = _plan(rules, ctx.setting, overrides)
+    if plan.has_structure:
+        findings.extend(_structure_findings(doc, validation == "full"))
+    budget = limits.time_budget_seconds if limits is not None else None
+    deadline = started + budget if budget is not None else None
+    stopped_at: Rule | None = None
+    if deadline is None:  # the common case: the plan, no per-rule checks
+        for check_fn, rule, override in plan.steps:
+            if override is None:
+                findings.extend(check_fn(ctx, rule))
+            else:
+                findings.extend(replace(f, severity=override) for f in check_fn(ctx, rule))
+    for check_fn, rule, override in plan.steps if deadline is not None else ():
+        if deadline is not None and _clock() > deadline:
+            stopped_at = rule  # between rules only: a rule is never cut off half way
+            break
         if override is None:
-            findings.extend(rule.check(ctx, rule))
+            findings.extend(check_fn(ctx, rule))
         else:
-            findings.extend(replace(f, severity=override) for f in rule.check(ctx, rule))
+            findings.extend(replace(f, severity=override) for f in check_fn(ctx, rule))
     outcome = render(
         findings,
         context=context_extension(
@@ -213,17 +287,24 @@ def run(
             tables=_table_versions(tables),
         ),
     )
-    elapsed = (time.perf_counter() - started) * 1000
+    if stopped_at is not None:
+        assert budget is not None
+        _mark_incomplete(outcome, rules, stopped_at, budget)
+    elapsed = (_clock() - started) * 1000
     if log.isEnabledFor(logging.INFO):
         log.info(
             "checked claim",
             extra={
                 "claim_id": doc.claim_id,
                 "rule_ids": sorted({f.rule_id for f in findings}),
+                "findings": len(findings),
+                "errors": sum(f.severity in (Severity.ERROR, Severity.FATAL) for f in findings),
+                "rules_run": len(rules),
+                "pack": pack.id,
                 "elapsed_ms": round(elapsed, 2),
             },
         )
-    return Result(outcome, findings, ctx, pack, False, elapsed)
+    return Result(outcome, findings, ctx, pack, False, elapsed, incomplete=stopped_at is not None)
 
 
 def check(

@@ -58,10 +58,27 @@ class FhirError(Exception):
 
     @property
     def reason(self) -> str:
-        """Short, for lists of what was missing: ``404``, ``timeout``, ``network error``."""
+        """Short, for lists of what was missing: ``404``, ``timeout``, ``server unreachable``,
+        ``malformed JSON``, ``not a FHIR resource``."""
+        if self.status is not None and self.status < 300:  # a 2xx whose body we could not use
+            return "malformed JSON" if "not JSON" in self.message else "not a FHIR resource"
         if self.status is not None:
             return str(self.status)
-        return "timeout" if "timed out" in self.message else "network error" if self.url else "refused"
+        if "timed out" in self.message:
+            return "timeout"
+        if "cannot connect" in self.message:
+            return "server unreachable"
+        return "network error" if self.url else "refused"
+
+    @property
+    def gone(self) -> bool:
+        """The resource is not there (404) or was deleted (410): asking again will not help."""
+        return self.status in (404, 410)
+
+    @property
+    def transient(self) -> bool:
+        """A fault that may pass: no answer, a timeout, 5xx, 408/429, or a body we could not read."""
+        return self.status is None or self.status >= 500 or self.status in (408, 429) or self.status < 300
 
 
 def _strip_query(url: str) -> str:

@@ -20,6 +20,14 @@ from .fhirclient import FhirClient, FhirError
 class Gathered:
     bundle: dict[str, Any]  # collection Bundle: the Claim + everything found, fullUrl = base/Type/id
     missing: list[str] = field(default_factory=list)  # e.g. "Procedure/p1 (404)"
+    #: Why each unread reference was not read (reference as the Claim wrote it -> the error):
+    #: a caller tells "deleted" (404/410) from "try again later" (timeout, 5xx, bad JSON).
+    errors: dict[str, FhirError] = field(default_factory=dict)
+
+    @property
+    def unreadable(self) -> dict[str, FhirError]:
+        """The references that could not be read for a reason other than not being there."""
+        return {ref: e for ref, e in self.errors.items() if not e.gone}
 
 
 def _ref(value: Any) -> str | None:
@@ -107,7 +115,13 @@ def _contained_ids(claim: dict[str, Any]) -> set[str]:
     return {f"#{c['id']}" for c in _items(claim.get("contained")) if isinstance(c.get("id"), str)}
 
 
-async def _round(client: FhirClient, found: _Found, refs: Iterable[str], missing: list[str]) -> None:
+async def _round(
+    client: FhirClient,
+    found: _Found,
+    refs: Iterable[str],
+    missing: list[str],
+    errors: dict[str, FhirError],
+) -> None:
     todo: list[str] = []
     for ref in dict.fromkeys(refs):
         if ref.startswith("#") or found.has(ref):
@@ -127,6 +141,7 @@ async def _round(client: FhirClient, found: _Found, refs: Iterable[str], missing
             except FhirError:
                 shown = "(a reference to another server)"
             missing.append(f"{shown} ({got.reason})")
+            errors[ref] = got
             continue
         found.add(got, as_key=ref)
 
@@ -148,12 +163,13 @@ async def gather_claim(
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             found.add(resource, as_key=key)
     missing: list[str] = []
+    errors: dict[str, FhirError] = {}
     contained = _contained_ids(claim)
     first = [r for r in claim_references(claim) if r not in contained]
-    await _round(client, found, first, missing)
+    await _round(client, found, first, missing, errors)
     # Second round: what the first-round resources (and the prefetched ones) point at.
     second = [r for _, res in found.order for r in second_round_references(res)]
-    await _round(client, found, second, missing)
+    await _round(client, found, second, missing, errors)
     bundle = {
         "resourceType": "Bundle",
         "type": "collection",
@@ -161,4 +177,4 @@ async def gather_claim(
             ({"fullUrl": url, "resource": res} if url else {"resource": res}) for url, res in found.order
         ],
     }
-    return Gathered(bundle=bundle, missing=missing)
+    return Gathered(bundle=bundle, missing=missing, errors=errors)

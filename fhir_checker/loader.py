@@ -24,6 +24,14 @@ class Limits:
     max_bytes: int = MAX_BYTES
     max_depth: int = MAX_DEPTH
     max_lines: int = MAX_LINES
+    #: Seconds one check may take, from the start of :func:`fhir_checker.engine.run`. Past it
+    #: the engine stops between rules and answers "incomplete"; None = no budget.
+    time_budget_seconds: float | None = None
+
+
+#: Shared by every call without limits of its own (frozen: one instance serves all; a
+#: frozen dataclass costs ~1 us to build, per claim).
+_DEFAULT_LIMITS = Limits()
 
 
 class BadInput(Exception):
@@ -90,8 +98,21 @@ def check_depth(value: Any, max_depth: int) -> None:
     Recursive (a call per container is several times faster than an explicit stack),
     and safe: the recursion stops at ``max_depth`` levels.
     """
-    if isinstance(value, dict | list) and not _depth_ok(value, max_depth):
+    if isinstance(value, dict | list) and not _shallow(value, max_depth) and not _depth_ok(value, max_depth):
         raise BadInput(f"JSON nested deeper than {max_depth} levels", code="too-costly")
+
+
+def _shallow(value: dict[str, Any] | list[Any], max_depth: int) -> bool:
+    """A fast sufficient test (a third of the walk's cost): re-serialised with 2-space
+    indents, a container k levels below the root starts a line indented 2k spaces, so no
+    line indented 2 * max_depth means no container that deep. Unsure -> False (walk)."""
+    if max_depth <= 0:
+        return False
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+    return b"\n" + b" " * (2 * max_depth) not in text
 
 
 _CONTAINERS = (dict, list)
@@ -109,11 +130,13 @@ def _depth_ok(node: dict[str, Any] | list[Any], left: int) -> bool:
 def load(
     data: str | bytes | bytearray | memoryview | dict[str, Any], limits: Limits | None = None
 ) -> InputDocument:
-    limits = limits or Limits()
+    limits = limits or _DEFAULT_LIMITS
     parsed = parse_json(data, limits)
     if not isinstance(parsed, dict):
         raise BadInput(f"input is a JSON {_json_kind(parsed)}, not a FHIR resource object")
     check_depth(parsed, limits.max_depth)
+    if isinstance(data, dict):
+        _check_text(parsed)
     rtype = parsed.get("resourceType")
     if rtype == "Parameters":
         parsed = _unwrap_parameters(parsed)
@@ -138,6 +161,18 @@ def load(
             expression="Claim.item",
         )
     return doc
+
+
+def _check_text(doc: dict[str, Any]) -> None:
+    """A dict from a Python caller may hold strings no JSON can carry (lone surrogates); parsed
+    JSON never does. Refused here: echoed into the outcome, they made it unsendable."""
+    try:
+        orjson.dumps(doc)
+    except orjson.JSONEncodeError as exc:
+        if "surrogates" in str(exc):
+            raise BadInput(
+                "input holds a string that is not valid Unicode (a lone surrogate), which JSON cannot carry"
+            ) from None
 
 
 def _json_kind(v: Any) -> str:

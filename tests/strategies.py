@@ -31,7 +31,9 @@ from fhir_checker.tables import get_tables
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 #: The long (``slow``) profile explores new random examples locally; under CI it runs on a
 #: fixed seed, so a submission's result is reproducible. FHIR_CHECKER_FUZZ=random|fixed overrides.
-SLOW_DERANDOMIZE = os.environ.get("FHIR_CHECKER_FUZZ", "fixed" if os.environ.get("CI") else "random") == "fixed"
+SLOW_DERANDOMIZE = (
+    os.environ.get("FHIR_CHECKER_FUZZ", "fixed" if os.environ.get("CI") else "random") == "fixed"
+)
 
 TODAY = date(2026, 4, 1)  # every property checks "as of" this day: outcomes stay reproducible
 
@@ -576,3 +578,153 @@ def raw_bytes() -> st.SearchStrategy[bytes]:
             lambda d, cut: json.dumps(d).encode()[:cut], claims(), st.integers(min_value=0, max_value=400)
         ),
     )
+
+
+# ----------------------------------------------------------------------------- hostile shapes
+# For the long fuzz job (tests/test_fuzz.py): what a broken or hostile sender produces beyond
+# one wrong element: numbers as strings, odd unicode, huge arrays, references in loops.
+
+UNICODE_TEXT = (
+    "\u202eevil\u202c",  # right-to-left override
+    "Zo\u0308e\u0301",  # combining marks
+    "\U0001f489\U0001f3e5",  # emoji (astral plane)
+    "\u0000",
+    "\ufeff36561",  # a byte-order mark before a real code
+    "３６５６１",  # full-width digits
+    "J０690",
+    "\u00a0 \t\n",
+    "İı",  # case folding traps
+    "x" * 3 + "\u0301" * 200,
+    "a\ud800b",  # a lone surrogate: a Python str, but no JSON can carry it
+)
+
+
+def _numbers_as_strings(draw: st.DrawFn, claim: Json) -> None:
+    for item in claim.get("item") if isinstance(claim.get("item"), list) else []:
+        if not isinstance(item, dict):
+            continue
+        if "sequence" in item:
+            item["sequence"] = str(item["sequence"])
+        q = item.get("quantity")
+        if isinstance(q, dict) and "value" in q:
+            q["value"] = draw(st.sampled_from([str(q["value"]), "1e3", "NaN", "-0", " 2 ", "0x10"]))
+        if isinstance(item.get("diagnosisSequence"), list):
+            item["diagnosisSequence"] = [str(s) for s in item["diagnosisSequence"]]
+        item["unitPrice"] = {
+            "value": draw(st.sampled_from(["12.50", "1,000.00", "1e309"])),
+            "currency": "USD",
+        }
+    for d in claim.get("diagnosis") if isinstance(claim.get("diagnosis"), list) else []:
+        if isinstance(d, dict) and "sequence" in d:
+            d["sequence"] = str(d["sequence"])
+
+
+def _unicode(draw: st.DrawFn, claim: Json) -> None:
+    text = draw(st.one_of(st.sampled_from(UNICODE_TEXT), st.text(min_size=1, max_size=30)))
+    where = draw(st.sampled_from(["code", "system", "id", "display", "modifier", "diagnosis"]))
+    items = (
+        [i for i in claim.get("item") or [] if isinstance(i, dict)]
+        if isinstance(claim.get("item"), list)
+        else []
+    )
+    if where == "id":
+        claim["id"] = text
+    elif items and where in ("code", "system", "display"):
+        pos = items[0].get("productOrService")
+        codings = pos.get("coding") if isinstance(pos, dict) else None
+        if isinstance(codings, list) and codings and isinstance(codings[0], dict):
+            codings[0][where] = text
+    elif items and where == "modifier":
+        items[-1]["modifier"] = [{"coding": [{"system": HCPCS, "code": text}]}]
+    else:
+        claim["diagnosis"] = [{"sequence": 1, "diagnosisCodeableConcept": _concept(ICD10CM, text)}]
+
+
+def _huge_array(draw: st.DrawFn, claim: Json) -> None:
+    where = draw(st.sampled_from(["item", "diagnosis", "modifier", "coding", "contained", "sequence"]))
+    items = claim.get("item") if isinstance(claim.get("item"), list) else []
+    line = items[0] if items and isinstance(items[0], dict) else {"sequence": 1}
+    if where == "item":
+        n = draw(st.sampled_from([449, 450, 451, 2000]))
+        claim["item"] = [dict(copy.deepcopy(line), sequence=i + 1) for i in range(n)]
+    elif where == "diagnosis":
+        n = draw(st.sampled_from([12, 13, 1000, 5000]))
+        claim["diagnosis"] = [
+            {"sequence": i + 1, "diagnosisCodeableConcept": _concept(ICD10CM, "C92.00")} for i in range(n)
+        ]
+    elif where == "modifier":
+        line["modifier"] = [_concept(HCPCS, "59") for _ in range(draw(st.sampled_from([5, 1000])))]
+    elif where == "coding":
+        line["productOrService"] = {"coding": [{"system": CPT, "code": "36561"} for _ in range(1000)]}
+    elif where == "contained":
+        claim["contained"] = [{"resourceType": "Condition", "id": f"c{i}"} for i in range(3000)]
+    else:
+        line["diagnosisSequence"] = list(range(1, 3001))
+
+
+def _reference_loop(draw: st.DrawFn, claim: Json) -> None:
+    """References that point back at themselves or at each other."""
+    kind = draw(st.sampled_from(["self", "contained-cycle", "procedure-device", "container", "related"]))
+    cid = claim.get("id") if isinstance(claim.get("id"), str) else "claim-1"
+    if kind == "self":
+        claim["patient"] = {"reference": f"Claim/{cid}"}
+        claim["insurance"] = [{"sequence": 1, "focal": True, "coverage": {"reference": f"Claim/{cid}"}}]
+    elif kind == "related":
+        claim["related"] = [{"claim": {"reference": f"Claim/{cid}"}}]
+        claim["referral"] = {"reference": f"Claim/{cid}"}
+    elif kind == "container":
+        claim["contained"] = [
+            {"resourceType": "Patient", "id": "p", "link": [{"other": {"reference": "#"}, "type": "seealso"}]}
+        ]
+        claim["patient"] = {"reference": "#p"}
+    else:
+        a, b = "#loop-a", "#loop-b"
+        proc_a = {
+            "resourceType": "Procedure",
+            "id": "loop-a",
+            "status": "completed",
+            "subject": {"reference": "#loop-b"},
+            "partOf": [{"reference": b}],
+            "focalDevice": [{"manipulated": {"reference": a}}],
+            "code": _concept(CPT, "36561"),
+        }
+        proc_b = {
+            "resourceType": "Procedure",
+            "id": "loop-b",
+            "status": "completed",
+            "subject": {"reference": "#loop-a"},
+            "partOf": [{"reference": a}],
+            "focalDevice": [{"manipulated": {"reference": b}}],
+            "code": _concept(CPT, "77001"),
+        }
+        claim["contained"] = [proc_a, proc_b]
+        claim["procedure"] = [
+            {"sequence": 1, "procedureReference": {"reference": a}},
+            {"sequence": 2, "procedureReference": {"reference": b}},
+        ]
+        claim["patient"] = {"reference": a}
+
+
+HOSTILE = {
+    "numbers-as-strings": _numbers_as_strings,
+    "unicode": _unicode,
+    "huge-array": _huge_array,
+    "reference-loop": _reference_loop,
+}
+
+
+@st.composite
+def hostile(draw: st.DrawFn) -> Json:
+    """A realistic claim with one or two hostile changes, sometimes on top of ordinary mutations."""
+    doc = copy.deepcopy(draw(st.one_of(claims(), mutated())))
+    claim = the_claim(doc) if _has_claim(doc) else doc
+    if not isinstance(claim, dict):
+        return doc
+    for kind in draw(st.lists(st.sampled_from(sorted(HOSTILE)), min_size=1, max_size=2, unique=True)):
+        HOSTILE[kind](draw, claim)
+    return doc
+
+
+def fuzz_inputs() -> st.SearchStrategy[Any]:
+    """Everything at once: realistic, broken, hostile, arbitrary FHIR-ish objects and raw bytes."""
+    return st.one_of(claims(), mutated(), hostile(), hostile(), fhirish(), raw_bytes())

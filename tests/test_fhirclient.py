@@ -90,7 +90,7 @@ def test_connect_error_twice_gives_up() -> None:
     with pytest.raises(FhirError) as err:
         run(_read("Patient/p1"))
     assert err.value.status is None and route.call_count == 2
-    assert err.value.reason == "network error"
+    assert err.value.reason == "server unreachable" and err.value.transient and not err.value.gone
 
 
 @respx.mock

@@ -781,3 +781,30 @@ def test_receiver_property_quick(receiver: tuple[TestClient, FakeFhir]) -> None:
 def test_receiver_property_slow(receiver: tuple[TestClient, FakeFhir]) -> None:
     client, _ = receiver
     SLOW(given(_notification_bodies)(lambda body: receiver_never_500(client, body)))()
+
+
+def test_regression_header_children_by_range_match_a_full_scan() -> None:
+    """DX002 named a header's billable codes by scanning all ~74,000 per header: a claim with
+    thousands of header diagnoses took seconds (found by the fuzz job's huge arrays). The
+    range lookup must name exactly what the scan named."""
+    from fhir_checker.rules.codes import _billable_below
+    from fhir_checker.tables import get_tables
+
+    icd = get_tables().icd10cm
+    codes = icd.billable.codes()
+    for header in [*sorted(icd.headers)[::500], "C92.0", "E11", "Z"]:
+        assert _billable_below(icd, header) == sorted(
+            c for c in codes if c.startswith(header) and c != header
+        )
+
+
+def test_regression_lone_surrogate_in_a_dict_is_a_fatal_outcome_that_can_be_sent() -> None:
+    """Was an outcome that no door could serialise: a dict input (Python API) whose Claim id
+    and code held lone surrogates, echoed into the outcome (found by the fuzz job)."""
+    data = load_fixture("port-placement-aml.json")
+    claim = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Claim")
+    claim["id"] = "a\ud800b"
+    claim["item"][0]["productOrService"]["coding"][0]["code"] = "\udfff"
+    outcome = fhir_checker.run(data).outcome
+    orjson.dumps(outcome)
+    assert "not valid Unicode" in assert_fatal(outcome)

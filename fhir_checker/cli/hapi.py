@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from typing import Any
+
+from ..logs import add_logging_options, configure_from_args
 
 TOKEN_ENV = "FHIR_CHECKER_FHIR_TOKEN"
 SECRET_ENV = "FHIR_CHECKER_SUBSCRIPTION_SECRET"
@@ -26,6 +29,7 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="per-request timeout (default 30)"
     )
+    add_logging_options(p)
 
 
 def register(sub: Any) -> None:
@@ -82,6 +86,7 @@ def _fail(message: str) -> int:
 
 
 def run_subscribe(args: argparse.Namespace) -> int:
+    configure_from_args(args)
     from ..fhirclient import FhirClient, FhirError
     from ..hapi.subscribe import ensure_subscription
 
@@ -119,6 +124,7 @@ def run_subscribe(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    configure_from_args(args)
     from ..fhirclient import FhirClient, FhirError
     from ..hapi.sweep import parse_since, sweep
     from ..hapi.worker import Checker
@@ -136,6 +142,10 @@ def run_sweep(args: argparse.Namespace) -> int:
                 return await checker.check(claim["id"], claim)
 
             report = await sweep(client, since, handle, status=args.status or None)
+        logging.getLogger("fhir_checker.hapi").info(
+            "sweep done",
+            extra={"seen": report.seen, "unchanged": report.unchanged, "failed": len(report.failed)},
+        )
         print(json.dumps(report.as_dict()))
         return 1 if report.failed else 0
 

@@ -8,10 +8,17 @@
   already queued or done is a no-op.
 - No PHI: only Claim ids and version ids are stored, never the delivered resource (the
   worker reads the current Claim from the server anyway).
+- Crash recovery: a lease names its owner (host, pid, a token per process). A worker that
+  starts takes back at once the leases of owners on this host that are dead (killed -9,
+  crashed), instead of waiting for the lease to run out; live owners (``--workers N``
+  siblings) and other hosts keep theirs until it runs out.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -19,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLAIM, SWEEP = "claim", "sweep"
+#: Tells this process from an earlier one with the same pid (PID 1 in a restarted container).
+_PROCESS_TOKEN = secrets.token_hex(4)
 SWEEP_KEY = "sweep"
 PENDING, LEASED, DONE, FAILED = "pending", "leased", "done", "failed"
 
@@ -36,7 +45,8 @@ CREATE TABLE IF NOT EXISTS job (
     finished_at REAL,
     last_error  TEXT,
     result      TEXT,
-    rerun       INTEGER NOT NULL DEFAULT 0  -- a sweep asked for while one is running
+    rerun       INTEGER NOT NULL DEFAULT 0,  -- a sweep asked for while one is running
+    lease_owner TEXT                -- 'host|pid|token' of the process holding the lease
 );
 CREATE INDEX IF NOT EXISTS job_ready ON job(state, not_before);
 CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -67,10 +77,14 @@ class ClaimQueue:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.Lock()
+        self.owner = f"{socket.gethostname()}|{os.getpid()}|{_PROCESS_TOKEN}"
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {str(row[1]) for row in self._db.execute("PRAGMA table_info(job)")}
+            if "lease_owner" not in columns:  # a queue file from before lease owners
+                self._db.execute("ALTER TABLE job ADD COLUMN lease_owner TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -128,11 +142,11 @@ class ClaimQueue:
         """The oldest ready job, leased to the caller; a job whose lease ran out is ready again."""
         now = time.time() if now is None else now
         rows = self._tx(
-            "UPDATE job SET state='leased', lease_until=?, attempts=attempts+1 WHERE key = ("
+            "UPDATE job SET state='leased', lease_until=?, lease_owner=?, attempts=attempts+1 WHERE key = ("
             "  SELECT key FROM job WHERE (state='pending' AND not_before<=?) OR (state='leased' AND lease_until<?)"
             "  ORDER BY not_before, enqueued_at LIMIT 1) "
             "RETURNING key, kind, claim_id, version_id, attempts",
-            (now + self.lease_seconds, now, now),
+            (now + self.lease_seconds, self.owner, now, now),
         )
         if not rows:
             return None
@@ -162,6 +176,24 @@ class ClaimQueue:
             (now + delay, error[:500], job.key),
         )
         return True
+
+    def release_orphans(self, *, now: float | None = None) -> int:
+        """Make ready again the jobs leased by dead processes of this host; how many.
+
+        Their attempt stays counted: a claim that kills its worker every time still ends
+        ``failed`` after ``max_attempts``, instead of crashing the worker forever.
+        """
+        now = time.time() if now is None else now
+        host = socket.gethostname()
+        rows = self._tx("SELECT key, lease_owner FROM job WHERE state='leased'")
+        orphans = [str(key) for key, owner in rows if _dead_owner(str(owner or ""), host, self.owner)]
+        for key in orphans:
+            self._tx(
+                "UPDATE job SET state='pending', not_before=?, lease_until=NULL, lease_owner=NULL "
+                "WHERE key=? AND state='leased'",
+                (now, key),
+            )
+        return len(orphans)
 
     # ------------------------------------------------------------------ upkeep
 
@@ -199,6 +231,26 @@ class ClaimQueue:
 
     def put(self, key: str, value: str) -> None:
         self._tx("INSERT INTO kv(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v=excluded.v", (key, value))
+
+
+def _dead_owner(owner: str, host: str, me: str) -> bool:
+    """True for a lease owner on ``host`` that is not a running process (nor ``me``)."""
+    parts = owner.split("|")
+    if len(parts) != 3 or parts[0] != host or owner == me:
+        return False  # another host's, an old row without owner, or our own
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True  # our pid, another token: an earlier incarnation (e.g. PID 1 after a restart)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, someone else's
+        return False
+    return False
 
 
 def _opt(value: object) -> str | None:

@@ -145,7 +145,14 @@ class Integration:
 
     def enqueue(self, claim_id: str, version: str | None) -> bool:
         fresh = self.queue.enqueue_claim(claim_id, version)
-        log.info("Claim/%s v%s: %s", claim_id, version or "?", "queued" if fresh else "duplicate")
+        outcome = "queued" if fresh else "duplicate"
+        log.info(
+            "Claim/%s v%s: %s",
+            claim_id,
+            version or "?",
+            outcome,
+            extra={"claim_id": claim_id, "version": version, "outcome": outcome},
+        )
         self.wake()
         return fresh
 

@@ -27,7 +27,8 @@ log = logging.getLogger("fhir_checker.hapi")
 CHECKED_FINDINGS, CHECKED_PASSED = "findings", "passed"
 UNCHANGED, GONE = "unchanged", "gone"
 #: Errors that a retry will not fix: the job fails at once instead of backing off for minutes.
-_PERMANENT = frozenset({400, 401, 403, 422})
+#: Not 401: an expired token is renewed outside the worker, and the job must survive until then.
+_PERMANENT = frozenset({400, 403, 422})
 
 
 @dataclass
@@ -53,12 +54,33 @@ class Checker:
         if has_result(claim):
             return UNCHANGED
         gathered = await gather_claim(self.client, claim)
+        unreadable = gathered.unreadable
+        if unreadable:
+            # A timeout, 5xx, 401 or bad JSON is not "the data is not there": checking now would
+            # write a result built on a gap (a false "unresolved reference"). Retry the job.
+            shown = ", ".join(m for m in gathered.missing if not m.endswith(("(404)", "(410)")))
+            auth = next((e.status for e in unreadable.values() if e.status in (401, 403)), None)
+            raise FhirError(f"Claim/{claim_id}: could not read {shown[:300]}", status=auth)
         if gathered.missing:
-            # References only (Type/id and a status): no PHI.
-            log.info("Claim/%s: could not read %s", claim_id, ", ".join(gathered.missing[:10]))
+            # A count only: a reference is written by the sender and could hold anything.
+            log.info(
+                "Claim/%s: some references could not be read",
+                claim_id,
+                extra={"claim_id": claim_id, "missing": len(gathered.missing)},
+            )
         result = await asyncio.to_thread(run_engine, gathered.bundle, profile=self.profile)
         summary = await self.writeback.write(claim, result.outcome)
         return summary.status
+
+
+def _job_fields(job: Job, started: float) -> dict[str, object]:
+    """What a job's log line carries: ids, the attempt and the time (never the Claim)."""
+    return {
+        "job": job.key,
+        "claim_id": job.claim_id,
+        "attempt": job.attempts,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
 
 
 class Worker:
@@ -85,6 +107,9 @@ class Worker:
 
     def start(self) -> None:
         self._stop.clear()
+        released = self.queue.release_orphans()  # jobs of a worker that was killed mid-job
+        if released:
+            log.warning("took back %d job(s) leased by a worker that is no longer running", released)
         self._tasks = [
             asyncio.create_task(self._loop(n), name=f"precheck-worker-{n}") for n in range(self.concurrency)
         ]
@@ -130,14 +155,25 @@ class Worker:
                 again = False
             else:
                 again = self.queue.retry(job, str(exc))
-            log.warning("%s: %s (%s)", job.key, exc, "will retry" if again else "failed")
+            outcome = "retry" if again else "failed"
+            log.warning(
+                "%s: FHIR call failed (%s), %s",
+                job.key,
+                exc.reason,
+                outcome,
+                extra={**_job_fields(job, started), "outcome": outcome, "fhir_status": exc.status},
+            )
             return None
         except Exception as exc:  # a bug must not kill the worker; the job is retried
             again = self.queue.retry(job, f"{type(exc).__name__}: {exc}")
-            log.exception("%s: unexpected error (%s)", job.key, "will retry" if again else "failed")
+            outcome = "retry" if again else "failed"
+            log.exception(
+                "%s: unexpected error, %s", job.key, outcome, extra={**_job_fields(job, started), "outcome": outcome}
+            )
             return None
         self.queue.complete(job, result)
-        log.info("%s: %s in %.0f ms", job.key, result, (time.perf_counter() - started) * 1000)
+        # A sweep's result is a sentence about counts; a claim's is findings/passed/unchanged/gone.
+        log.info("%s: %s", job.key, result, extra={**_job_fields(job, started), "outcome": result})
         return result
 
     def _fail(self, job: Job, error: str) -> None:

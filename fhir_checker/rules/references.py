@@ -34,9 +34,26 @@ _PARSED: dict[str, tuple[tuple[str, bool], ...]] = {spec: _parse(spec) for spec,
 
 def _walk(claim: dict[str, Any], spec: str) -> Iterator[tuple[str, Any]]:
     """Yield (FHIRPath, value) for a spec like ``item[*].udi[*]``."""
-    steps = _PARSED.get(spec) or _parse(spec)
-    frontier: list[tuple[str, Any]] = [("Claim", claim)]
-    for name, many in steps:
+    return iter(_walk_list(claim, _PARSED.get(spec) or _parse(spec)))
+
+
+def _walk_list(claim: dict[str, Any], steps: tuple[tuple[str, bool], ...]) -> list[tuple[str, Any]]:
+    # Plain loops, and no frontier at all for a first step the claim does not have (most
+    # specs on most claims): this runs for every spec on every claim.
+    name, many = steps[0]
+    if name not in claim:
+        return []
+    val = claim[name]
+    frontier: list[tuple[str, Any]]
+    if many:
+        if not isinstance(val, list):
+            return []
+        frontier = [(f"Claim.{name}[{i}]", v) for i, v in enumerate(val)]
+    else:
+        frontier = [(f"Claim.{name}", val)]
+    for name, many in steps[1:]:
+        if not frontier:
+            break
         nxt: list[tuple[str, Any]] = []
         for path, node in frontier:
             if not isinstance(node, dict) or name not in node:
@@ -44,13 +61,12 @@ def _walk(claim: dict[str, Any], spec: str) -> Iterator[tuple[str, Any]]:
             val = node[name]
             if many:
                 if isinstance(val, list):
-                    nxt.extend((f"{path}.{name}[{i}]", v) for i, v in enumerate(val))
+                    for i, v in enumerate(val):
+                        nxt.append((f"{path}.{name}[{i}]", v))
             else:
                 nxt.append((f"{path}.{name}", val))
         frontier = nxt
-        if not frontier:
-            break
-    return iter(frontier)
+    return frontier
 
 
 def _needed_references(ctx: ClaimContext) -> list[tuple[tuple[str, ...], str, str, str, Resolved | None]]:
@@ -60,11 +76,12 @@ def _needed_references(ctx: ClaimContext) -> list[tuple[tuple[str, ...], str, st
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     out: list[tuple[tuple[str, ...], str, str, str, Resolved | None]] = []
+    claim, resolve = ctx.claim, ctx.refs.resolve
     for spec, types, checks in NEEDED:
-        for path, node in _walk(ctx.claim, spec):
+        for path, node in _walk_list(claim, _PARSED[spec]):
             ref = node.get("reference") if isinstance(node, dict) else None
             if isinstance(ref, str):
-                out.append((types, checks, path, ref, ctx.refs.resolve(ref, "Claim")))
+                out.append((types, checks, path, ref, resolve(ref, "Claim")))
     ctx.extra["_needed_references"] = out
     return out
 

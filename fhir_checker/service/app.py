@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
-from ..tables import get_tables
-from . import cds_hooks, fhir_operation, rule_docs
+from . import cds_hooks, fhir_operation, health, rule_docs
+from .access_log import AccessLog
 from .auth import JwtVerifier
 from .config import ServiceConfig
 from .errors import install_handlers
@@ -29,11 +29,17 @@ __all__ = ["ServiceConfig", "create_app"]
 
 def create_app(config: ServiceConfig | None = None) -> FastAPI:
     cfg = config or ServiceConfig()
+    feedback = FeedbackStore()
     verifier = JwtVerifier(cfg)
+    if cfg.state_dir:  # several worker processes: replay cache and feedback shared on disk
+        from .shared_state import shared_stores
+
+        verifier.replay, feedback = shared_stores(cfg.state_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        get_tables()  # load the tables before the first request, not during it
+        # Tables and caches load before the first request, not in it; /readyz says if they did.
+        health.warm_up(app, fhir_operation.warm_up)
         try:
             yield
         finally:
@@ -48,7 +54,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     )
     app.state.config = cfg
     app.state.verifier = verifier
-    app.state.feedback = FeedbackStore()
+    app.state.feedback = feedback
+    app.state.readiness = health.Readiness()
     if not cfg.auth:
         log.warning(AUTH_OFF_WARNING)
     elif not cfg.issuers:
@@ -61,8 +68,10 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Accept"],
             max_age=600,
         )
+    app.add_middleware(AccessLog)  # outermost: it sees the final status and the whole time
     install_handlers(app)
     app.include_router(fhir_operation.router)
     app.include_router(cds_hooks.router)
     app.include_router(rule_docs.router)
+    app.include_router(health.router)
     return app

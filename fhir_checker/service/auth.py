@@ -14,7 +14,7 @@ import heapq
 import logging
 import time
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import jwt
@@ -112,11 +112,17 @@ class ReplayCache:
         return False
 
 
+class ReplayGuard(Protocol):
+    """A jti replay cache: :class:`ReplayCache`, or one shared by worker processes."""
+
+    def seen_before(self, iss: str, jti: str, exp: float, now: float) -> bool: ...
+
+
 class JwtVerifier:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.jwks = JwksCache(config.jwks_cache_seconds)
-        self.replay = ReplayCache()
+        self.replay: ReplayGuard = ReplayCache()
 
     async def aclose(self) -> None:
         await self.jwks.aclose()

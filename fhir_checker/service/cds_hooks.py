@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -235,6 +236,24 @@ async def _from_server(
         ) from None
 
 
+async def _within_budget(gather: Any, cfg: Any, started: float, *args: Any) -> Gathered:
+    """Reads bounded by ``fhir_deadline`` and by what is left of the request's time budget."""
+    left = cfg.time_budget_seconds - (time.monotonic() - started)
+    if left >= cfg.fhir_deadline:
+        return await gather(*args, cfg.fhir_timeout, cfg.fhir_deadline)  # type: ignore[no-any-return]
+    try:
+        return await gather(*args, cfg.fhir_timeout, max(left, 0.0))  # type: ignore[no-any-return]
+    except ServiceError as exc:
+        if exc.code != "timeout":
+            raise
+        raise ServiceError(
+            503,
+            f"the request's time budget of {cfg.time_budget_seconds:g} s ran out while reading the "
+            "claim's data from the FHIR server: the check is incomplete",
+            code="incomplete",
+        ) from None
+
+
 @router.get("", summary="CDS Hooks discovery", response_class=Response)
 async def get_discovery() -> Response:
     return _json(discovery())
@@ -259,6 +278,7 @@ async def _authenticate(request: Request, path: str) -> None:
 @router.post(f"/{SERVICE_ID}", summary="Call the claim pre-check hook", response_class=Response)
 async def call_hook(request: Request) -> Response:
     cfg = request.app.state.config
+    started = time.monotonic()
     await _authenticate(request, f"/cds-services/{SERVICE_ID}")
     body = await read_json(request, cfg.max_body_bytes)
     if not isinstance(body, dict):
@@ -285,13 +305,9 @@ async def call_hook(request: Request) -> Response:
     if claim is not None:
         gathered = local_gather(claim, have)
         if required_missing(gathered.missing) and server is not None:
-            gathered = await _from_server(
-                server, token, claim, None, have, cfg.fhir_timeout, cfg.fhir_deadline
-            )
+            gathered = await _within_budget(_from_server, cfg, started, server, token, claim, None, have)
     elif server is not None:
-        gathered = await _from_server(
-            server, token, None, claim_ref, have, cfg.fhir_timeout, cfg.fhir_deadline
-        )
+        gathered = await _within_budget(_from_server, cfg, started, server, token, None, claim_ref, have)
     else:
         raise ServiceError(412, f"the Claim ({claim_ref}) is not in the prefetch and there is no fhirServer")
     lacking = required_missing(gathered.missing)
@@ -306,11 +322,17 @@ async def call_hook(request: Request) -> Response:
             ),
             412,
         )
+    limits = Limits(
+        max_bytes=cfg.max_body_bytes,
+        time_budget_seconds=cfg.time_budget_seconds - (time.monotonic() - started),
+    )
     try:
-        doc = load(gathered.bundle, Limits(max_bytes=cfg.max_body_bytes))
+        doc = load(gathered.bundle, limits)
     except BadInput as exc:
         raise ServiceError(400, f"context.claim cannot be checked: {exc.message}", code=exc.code) from None
-    result = run_engine(doc, profile=cfg.default_profile)
+    result = run_engine(doc, profile=cfg.default_profile, limits=limits)
+    if result.incomplete:  # over the time budget: no cards that would read as "nothing found"
+        return fhir_response(result.outcome, 503)
     answer = cards_response(result.findings, result.outcome, doc.claim, base=cfg.base)
     request.app.state.feedback.remember(answer["cards"])
     log.info(

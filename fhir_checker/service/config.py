@@ -12,12 +12,14 @@ cors_origins: [https://ehr.example.org]
 max_body_bytes: 10485760
 fhir_timeout: 5          # seconds per FHIR request
 fhir_deadline: 10        # seconds for all the reads of one hook call
+time_budget_seconds: 15  # one request (reads + check); past it: 503, outcome "incomplete"
+state_dir: /var/lib/fhir-checker  # shared by worker processes (serve --workers N sets one)
 ```
 
 Environment (overrides the file): ``FHIR_CHECKER_SERVICE_CONFIG`` (the file),
 ``FHIR_CHECKER_PUBLIC_URL``, ``FHIR_CHECKER_AUTH`` (``off`` to disable),
 ``FHIR_CHECKER_FHIR_SERVERS`` and ``FHIR_CHECKER_CORS_ORIGINS`` (comma-separated),
-``FHIR_CHECKER_MAX_BODY_BYTES``.
+``FHIR_CHECKER_MAX_BODY_BYTES``, ``FHIR_CHECKER_TIME_BUDGET``.
 """
 
 from __future__ import annotations
@@ -57,10 +59,14 @@ class ServiceConfig:
     max_body_bytes: int = MAX_BYTES
     fhir_timeout: float = 5.0
     fhir_deadline: float = 10.0
+    time_budget_seconds: float = 15.0  # one request, gather + check; past it 503 "incomplete"
     jwks_cache_seconds: float = 3600.0
     jwt_leeway_seconds: float = 30.0
     jwt_max_lifetime_seconds: float = 3600.0  # longer-lived tokens are refused (jti cache bound)
     default_profile: str | None = None
+    # A directory for state several worker processes share (JWT jti replay cache, card
+    # feedback) in one SQLite file; None = in this process's memory (one worker).
+    state_dir: str | None = None
 
     @property
     def base(self) -> str:
@@ -127,6 +133,7 @@ _NUMBERS = {
     "max_body_bytes",
     "fhir_timeout",
     "fhir_deadline",
+    "time_budget_seconds",
     "jwks_cache_seconds",
     "jwt_leeway_seconds",
     "jwt_max_lifetime_seconds",
@@ -175,6 +182,7 @@ ENV = {
     "FHIR_CHECKER_FHIR_SERVERS": "fhir_servers",
     "FHIR_CHECKER_CORS_ORIGINS": "cors_origins",
     "FHIR_CHECKER_MAX_BODY_BYTES": "max_body_bytes",
+    "FHIR_CHECKER_TIME_BUDGET": "time_budget_seconds",
 }
 
 

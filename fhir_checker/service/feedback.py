@@ -1,7 +1,8 @@
 """CDS Hooks feedback: which cards were accepted or overridden (and why), counted per rule.
 
-In memory, per process: the cards this process issued (card uuid -> rule id, the most recent
-``max_cards``) and the counts. Free-text override comments are never logged or kept (they
+The cards issued (card uuid -> rule id, the most recent ``max_cards``) and the counts: in
+memory here (one worker process), in a SQLite file all workers share with ``state_dir``
+(:mod:`.shared_state`). Free-text override comments are never logged or kept (they
 may hold patient details); reason codes are.
 """
 
@@ -44,12 +45,37 @@ class FeedbackStore:
         self._rules: dict[str, RuleFeedback] = {}
 
     def remember(self, cards: Iterable[dict[str, Any]]) -> None:
+        pairs: list[tuple[str, str]] = []
         for c in cards:
             rule_id = c.get("source", {}).get("topic", {}).get("code")
             if isinstance(c.get("uuid"), str) and isinstance(rule_id, str):
-                self._cards[c["uuid"]] = rule_id
+                pairs.append((c["uuid"], rule_id))
+        self._keep(pairs)
+
+    # Storage: in this process's memory here; shared_state.SqliteFeedbackStore keeps the same
+    # in a file every worker process shares (serve --workers N).
+    def _keep(self, pairs: list[tuple[str, str]]) -> None:
+        self._cards.update(pairs)
         while len(self._cards) > self.max_cards:
             self._cards.popitem(last=False)
+
+    def _rule_of(self, card_id: str) -> str | None:
+        return self._cards.get(card_id)
+
+    def _count(self, rule_id: str, accepted: bool, suggestions: int, reason_code: str | None) -> None:
+        stats = self._rules.setdefault(rule_id, RuleFeedback())
+        if accepted:
+            stats.accepted += 1
+            stats.suggestions_accepted += suggestions
+        else:
+            stats.overridden += 1
+            stats.override_reasons[reason_code or "(no reason given)"] += 1
+
+    def _all_rules(self) -> dict[str, RuleFeedback]:
+        return self._rules
+
+    def _cards_remembered(self) -> int:
+        return len(self._cards)
 
     def record(self, body: Any) -> int:
         """Validate and count one feedback request; how many entries it held."""
@@ -66,14 +92,12 @@ class FeedbackStore:
                 raise ServiceError(400, f"feedback[{n}].acceptedSuggestions must be an array")
             parsed.append((e["card"], e["outcome"], e))
         for card_id, outcome, e in parsed:
-            rule_id = self._cards.get(card_id, UNKNOWN_RULE)
-            stats = self._rules.setdefault(rule_id, RuleFeedback())
+            rule_id = self._rule_of(card_id) or UNKNOWN_RULE
             reason_code = None
+            suggestions = 0
             if outcome == "accepted":
-                stats.accepted += 1
-                stats.suggestions_accepted += len(e.get("acceptedSuggestions") or [])
+                suggestions = len(e.get("acceptedSuggestions") or [])
             else:
-                stats.overridden += 1
                 reason = (
                     (e.get("overrideReason") or {}).get("reason")
                     if isinstance(e.get("overrideReason"), dict)
@@ -81,7 +105,7 @@ class FeedbackStore:
                 )
                 code = reason.get("code") if isinstance(reason, dict) else None
                 reason_code = str(code)[:64] if code else "(no reason given)"
-                stats.override_reasons[reason_code] += 1
+            self._count(rule_id, outcome == "accepted", suggestions, reason_code)
             log.info(
                 "card feedback",
                 extra={"card": card_id[:64], "rule_id": rule_id, "outcome": outcome, "reason": reason_code},
@@ -90,6 +114,6 @@ class FeedbackStore:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "rules": {rid: s.as_json() for rid, s in sorted(self._rules.items())},
-            "cardsRemembered": len(self._cards),
+            "rules": {rid: s.as_json() for rid, s in sorted(self._all_rules().items())},
+            "cardsRemembered": self._cards_remembered(),
         }

@@ -51,6 +51,8 @@ class CodeSpans:
     def __init__(self, spans: dict[str, tuple[Span, ...]], *, first_day: int) -> None:
         self._spans = spans
         self.first_day = first_day  # the data's first covered date of service
+        # (code, date) -> Validity: the same codes and dates come back claim after claim
+        self._memo: dict[tuple[str, date], Validity] = {}
 
     @classmethod
     def read(cls, path: Path) -> CodeSpans:
@@ -71,7 +73,22 @@ class CodeSpans:
     def codes(self) -> list[str]:
         return list(self._spans)
 
+    MEMO_LIMIT = 100_000
+
     def validity(self, code: str, on: date) -> Validity:
+        key = (code, on)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        v = self._validity(code, on)
+        if len(code) > 16:  # not a code: answer, keep nothing
+            return v
+        if len(self._memo) >= self.MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[key] = v
+        return v
+
+    def _validity(self, code: str, on: date) -> Validity:
         spans = self._spans.get(code)
         if not spans:
             return Validity("unknown")

@@ -260,6 +260,11 @@ class PtpTable:
         self._code_list = decode_codes(self._codes)
         self._index = {c: i for i, c in enumerate(self._code_list)}
         self.meta: dict[str, Any] = self.header.get("meta", {})
+        # column-1 index -> {column-2 index: its attribute rows, in table order}: built on a
+        # code's first use from the mapped arrays (dict hits instead of a numpy search per
+        # code and claim); bounded, so memory stays flat whatever codes come by.
+        self._rows_cache: dict[int, dict[int, list[tuple[int, int, int, str]]]] = {}
+        self._rows_cached = 0
 
     def __len__(self) -> int:
         return int(self.header["rows"])
@@ -293,31 +298,54 @@ class PtpTable:
                 return e
         return None
 
+    #: Rows kept in the column-1 cache before it starts over (~100 bytes a row).
+    ROWS_CACHE_LIMIT = 200_000
+
+    def _rows_of(self, i: int) -> dict[int, list[tuple[int, int, int, str]]]:
+        hit = self._rows_cache.get(i)
+        if hit is not None:
+            return hit
+        lo, hi = int(self._start[i]), int(self._start[i + 1])
+        rows: dict[int, list[tuple[int, int, int, str]]] = {}
+        attrs = self._attrs
+        for j, a in zip(self._col2[lo:hi].tolist(), self._attr[lo:hi].tolist(), strict=True):
+            got = rows.get(j)
+            if got is None:
+                rows[j] = [attrs[a]]
+            else:
+                got.append(attrs[a])
+        if self._rows_cached + (hi - lo) > self.ROWS_CACHE_LIMIT:
+            self._rows_cache.clear()
+            self._rows_cached = 0
+        self._rows_cache[i] = rows
+        self._rows_cached += hi - lo
+        return rows
+
     def edits_among(self, codes: Sequence[str], on: date) -> list[PtpEdit]:
         """Every pair (column 1, column 2) of distinct ``codes`` in force on ``on``,
         modifier indicator 9 (not applicable) left out."""
         d = ymd(on)
-        present = {c: i for c in set(codes) if (i := self._index.get(c)) is not None}
+        index = self._index
+        # codes in first-billed order (not a set's: that order changes with the process's
+        # hash seed, and the findings list pairs in this order)
+        present = {c: i for c in dict.fromkeys(codes) if (i := index.get(c)) is not None}
         if len(present) < 2:
             return []
         found: list[PtpEdit] = []
         by_index = {i: c for c, i in present.items()}
-        all_idx = np.fromiter(sorted(by_index), dtype=np.int64, count=len(by_index))
-        col2, attr, attrs = self._col2, self._attr, self._attrs
+        order = sorted(by_index)
         for c1, i in present.items():
-            lo, hi = int(self._start[i]), int(self._start[i + 1])
-            if lo == hi:
+            rows = self._rows_of(i)
+            if not rows:
                 continue
-            group = col2[lo:hi]
-            pos = np.searchsorted(group, all_idx)
-            for j, p in zip(all_idx.tolist(), pos.tolist(), strict=True):
-                k = lo + p
-                while k < hi and int(col2[k]) == j:
-                    e, dl, ind, rat = attrs[int(attr[k])]
+            for j in order:
+                pair = rows.get(j)
+                if pair is None:
+                    continue
+                for e, dl, ind, rat in pair:
                     if e <= d <= dl and ind != 9:
                         found.append(PtpEdit(c1, by_index[j], ind, rat, e, dl))
                         break
-                    k += 1
         return found
 
 

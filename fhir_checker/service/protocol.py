@@ -1,0 +1,49 @@
+"""uvicorn's HTTP protocols with ``TCP_NODELAY`` on every connection, whoever made the socket.
+
+asyncio sets ``TCP_NODELAY`` only on sockets whose ``proto`` is ``IPPROTO_TCP``. With
+``--workers N`` uvicorn binds the listening socket itself as ``socket.socket(family)``
+(``proto`` 0), so the connections the workers accept keep Nagle's algorithm on. A response
+goes out as two writes (head, then body); the body waits for the client's delayed ACK, and
+every request took 44 ms at one client instead of 0.7 (``bench_http.py --workers 2``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:  # httptools is a dependency; without it, --http h11 still works
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - only where httptools is missing
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+
+def _no_delay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class NoDelayH11Protocol(H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        _no_delay(transport)
+        super().connection_made(transport)
+
+
+if HttpToolsProtocol is not None:
+
+    class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            _no_delay(transport)
+            super().connection_made(transport)
+
+
+def protocol_for(name: str) -> str:
+    """The import string of the protocol class for ``--http`` (auto: httptools when installed)."""
+    if name == "h11" or (name == "auto" and HttpToolsProtocol is None):
+        return f"{__name__}:NoDelayH11Protocol"
+    return f"{__name__}:NoDelayHttpToolsProtocol"

@@ -1,0 +1,144 @@
+"""State that must hold across worker processes (``serve --workers N``), in one SQLite file.
+
+- the JWT ``jti`` replay cache: a token replayed to another worker must still be refused;
+- CDS card feedback: the worker that gets the feedback is rarely the one that issued the
+  card, and ``/feedback/stats`` must count every worker's feedback.
+
+WAL mode, ``synchronous=NORMAL`` (no fsync per request: losing the last moments of replay
+entries in a power cut is fine, the tokens expire within minutes), a busy timeout so two
+workers writing at once wait instead of failing. Each write is one statement, so it is
+atomic across processes without an explicit transaction. One worker, no ``state_dir``:
+the in-memory versions in :mod:`.auth` and :mod:`.feedback` are used instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from .auth import MAX_REPLAY_ENTRIES, AuthError
+from .feedback import FeedbackStore, RuleFeedback
+
+FILE_NAME = "fhir-checker-state.sqlite"
+#: Expired jti rows are deleted at most this often (seconds), not on every token.
+PRUNE_EVERY = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jti (
+    iss TEXT NOT NULL, jti TEXT NOT NULL, exp REAL NOT NULL, PRIMARY KEY (iss, jti)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS card (uuid TEXT PRIMARY KEY, rule_id TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS card_seq ON card (seq);
+CREATE TABLE IF NOT EXISTS feedback (
+    rule_id TEXT PRIMARY KEY,
+    accepted INTEGER NOT NULL DEFAULT 0,
+    overridden INTEGER NOT NULL DEFAULT 0,
+    suggestions_accepted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS override_reason (
+    rule_id TEXT NOT NULL, code TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (rule_id, code)
+);
+"""
+
+
+def connect(state_dir: str | Path) -> sqlite3.Connection:
+    """The shared database in ``state_dir`` (created, with its tables, when missing)."""
+    directory = Path(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    # autocommit (isolation_level=None): every statement commits on its own.
+    db = sqlite3.connect(directory / FILE_NAME, timeout=10.0, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(_SCHEMA)
+    return db
+
+
+class SqliteReplayCache:
+    """``(iss, jti)`` pairs seen by any worker, each kept until its token expires."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._pruned_at = 0.0
+
+    def seen_before(self, iss: str, jti: str, exp: float, now: float) -> bool:
+        """Record the pair; True when any worker already recorded it (a replay)."""
+        if now - self._pruned_at > PRUNE_EVERY:
+            self._pruned_at = now
+            self._db.execute("DELETE FROM jti WHERE exp < ?", (now,))
+            (count,) = self._db.execute("SELECT COUNT(*) FROM jti").fetchone()
+            if count >= MAX_REPLAY_ENTRIES:
+                self._pruned_at = 0.0  # look again on the next token
+                raise AuthError("too many tokens in flight; try again shortly")
+        # One statement: insert, or take over a row whose token has expired (not yet pruned).
+        # No row changed = the pair is live in the table = a replay, whichever worker saw it.
+        cur = self._db.execute(
+            "INSERT INTO jti (iss, jti, exp) VALUES (?, ?, ?) "
+            "ON CONFLICT (iss, jti) DO UPDATE SET exp = excluded.exp WHERE jti.exp < ?",
+            (iss, jti, exp, now),
+        )
+        return cur.rowcount == 0
+
+
+class SqliteFeedbackStore(FeedbackStore):
+    """:class:`FeedbackStore` whose cards and counts live in the shared database."""
+
+    def __init__(self, db: sqlite3.Connection, max_cards: int = 100_000) -> None:
+        super().__init__(max_cards)
+        self._db = db
+        self._writes = 0
+
+    def _keep(self, pairs: list[tuple[str, str]]) -> None:
+        if not pairs:
+            return
+        seq = time.time_ns()  # ordering across workers: by wall clock, good enough for trimming
+        self._writes += 1
+        self._db.executemany(
+            "INSERT OR REPLACE INTO card (uuid, rule_id, seq) VALUES (?, ?, ?)",
+            [(uuid, rule_id, seq + n) for n, (uuid, rule_id) in enumerate(pairs)],
+        )
+        # Trim the oldest now and then, not on every hook call.
+        if self._writes % 64 == 0:
+            self._db.execute(
+                "DELETE FROM card WHERE seq < (SELECT seq FROM card ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (self.max_cards,),
+            )
+
+    def _rule_of(self, card_id: str) -> str | None:
+        row = self._db.execute("SELECT rule_id FROM card WHERE uuid = ?", (card_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def _count(self, rule_id: str, accepted: bool, suggestions: int, reason_code: str | None) -> None:
+        self._db.execute(
+            "INSERT INTO feedback (rule_id, accepted, overridden, suggestions_accepted) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (rule_id) DO UPDATE SET accepted = accepted + excluded.accepted, "
+            "overridden = overridden + excluded.overridden, "
+            "suggestions_accepted = suggestions_accepted + excluded.suggestions_accepted",
+            (rule_id, int(accepted), int(not accepted), suggestions),
+        )
+        if reason_code is not None:
+            self._db.execute(
+                "INSERT INTO override_reason (rule_id, code, n) VALUES (?, ?, 1) "
+                "ON CONFLICT (rule_id, code) DO UPDATE SET n = n + 1",
+                (rule_id, reason_code),
+            )
+
+    def _all_rules(self) -> dict[str, RuleFeedback]:
+        rules = {
+            str(r): RuleFeedback(accepted=a, overridden=o, suggestions_accepted=s)
+            for r, a, o, s in self._db.execute(
+                "SELECT rule_id, accepted, overridden, suggestions_accepted FROM feedback"
+            )
+        }
+        for rule_id, code, n in self._db.execute("SELECT rule_id, code, n FROM override_reason"):
+            rules.setdefault(str(rule_id), RuleFeedback()).override_reasons[str(code)] = int(n)
+        return rules
+
+    def _cards_remembered(self) -> int:
+        (count,) = self._db.execute("SELECT COUNT(*) FROM card").fetchone()
+        return min(int(count), self.max_cards)
+
+
+def shared_stores(state_dir: str | Path) -> tuple[SqliteReplayCache, SqliteFeedbackStore]:
+    db = connect(state_dir)
+    return SqliteReplayCache(db), SqliteFeedbackStore(db)

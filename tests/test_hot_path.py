@@ -1,0 +1,103 @@
+"""The engine's speed devices give the answers of the plain code they stand in for.
+
+(The speed figures themselves are in benchmarks/bench_engine.py, not here.)
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+from datetime import date
+from typing import Any
+
+import pytest
+
+from fhir_checker.loader import BadInput, _depth_ok, _shallow, check_depth
+from fhir_checker.tables import get_tables
+from fhir_checker.tables.ncci import PtpEdit, PtpTable
+
+DOS = date(2026, 3, 10)
+#: Codes of the example claims and common companions: pairs with every indicator meet here.
+CODES = ["36561", "76937", "77001", "96523", "99152", "99153", "36000", "96374", "96413", "99213", "J0690"]
+
+
+def _nested(rnd: random.Random, depth: int) -> Any:
+    if depth == 0 or rnd.random() < 0.2:
+        return rnd.choice([1, "x", None, [], {}, "a\n" + " " * 40])
+    if rnd.random() < 0.5:
+        return [_nested(rnd, depth - 1) for _ in range(rnd.randint(0, 3))]
+    return {f"k{i}": _nested(rnd, depth - 1) for i in range(rnd.randint(0, 3))}
+
+
+def test_the_fast_depth_test_never_vouches_for_too_deep_input() -> None:
+    rnd = random.Random(5)
+    vouched = 0
+    for _ in range(5000):
+        value = _nested(rnd, rnd.randint(1, 10))
+        if not isinstance(value, dict | list):
+            continue
+        limit = rnd.randint(0, 8)
+        if _shallow(value, limit):
+            vouched += 1
+            assert _depth_ok(value, limit), (value, limit)
+    assert vouched > 1000  # it does vouch for most input (else it is no fast path)
+
+
+def test_depth_limit_still_rejects_deep_input() -> None:
+    deep: dict[str, Any] = {"leaf": 1}
+    for _ in range(70):
+        deep = {"x": deep}
+    with pytest.raises(BadInput):
+        check_depth(deep, 64)
+    check_depth(deep, 80)  # within a wider limit: fine
+
+
+def _brute_force(table: PtpTable, codes: list[str], on: date) -> set[PtpEdit]:
+    found = set()
+    for c1 in codes:
+        for c2 in codes:
+            e = table.edit(c1, c2, on) if c1 != c2 else None
+            if e is not None and e.indicator != 9:
+                found.add(e)
+    return found
+
+
+@pytest.mark.parametrize("setting", ["practitioner", "outpatient-hospital"])
+def test_ptp_row_cache_gives_every_pair_in_force(setting: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = get_tables().ptp(setting)
+    # a tiny cache limit makes it start over on nearly every code: the answers must not change
+    monkeypatch.setattr(table, "ROWS_CACHE_LIMIT", 300)
+    rnd = random.Random(3)
+    for _ in range(40):
+        codes = rnd.sample(CODES, rnd.randint(2, 6))
+        on = date(rnd.randint(2020, 2026), rnd.randint(1, 12), 1)
+        got = table.edits_among(codes, on)
+        assert len(got) == len(set(got))
+        assert set(got) == _brute_force(table, codes, on)
+
+
+def test_ptp_pairs_come_in_billed_order() -> None:
+    """Not a set's order (which changes with the hash seed from process to process)."""
+    table = get_tables().ptp("practitioner")
+    codes = ["99213", "96374", "96413", "36000", "36561", "96523"]
+    for order in (codes, codes[::-1]):
+        col1 = [e.column1 for e in table.edits_among(order, DOS)]
+        assert col1, "the sample must hold PTP pairs"
+        assert col1 == sorted(col1, key=order.index)
+
+
+def test_code_validity_memo_answers_as_the_spans_do() -> None:
+    spans = get_tables().hcpcs_validity
+    rnd = random.Random(9)
+    asks = [
+        (code, date(rnd.choice((2019, 2022, 2024, 2026)), 7, 1))
+        for code in [*rnd.sample(spans.codes(), 200), "J2001", "ZZZZZ", "36561"]
+    ]
+    for _ in range(2):  # the second pass reads the memo
+        for code, on in asks:
+            assert spans.validity(code, on) == spans._validity(code, on)
+
+
+def test_warm_tables_are_out_of_the_collectors_sight() -> None:
+    get_tables().warm()
+    assert gc.get_freeze_count() > 100_000
