@@ -572,9 +572,11 @@ def run_ndjson_cli(args: argparse.Namespace) -> int:
         return _fail("give either PATHs or --ndjson FILE, not both")
     if getattr(args, "format", "json") != "json":
         return _fail("--ndjson always writes NDJSON; --format table is for single claims")
-    summary_path = Path(args.summary) if getattr(args, "summary", None) else None
-    if summary_path and summary_path.suffix.lower() not in (".html", ".htm", ".json"):
-        return _fail(f"--summary {summary_path}: name a .html or .json file")
+    summary = getattr(args, "summary", None) or []
+    summary_paths = [Path(s) for s in ([summary] if isinstance(summary, str) else summary)]
+    for summary_path in summary_paths:
+        if summary_path.suffix.lower() not in (".html", ".htm", ".json"):
+            return _fail(f"--summary {summary_path}: name a .html or .json file")
     jobs = int(getattr(args, "jobs", 0) or 0)
     if jobs < 0:
         return _fail("--jobs must be 0 (all cores) or more")
@@ -622,7 +624,7 @@ def run_ndjson_cli(args: argparse.Namespace) -> int:
         if stream is not sys.stdin.buffer:
             stream.close()
     elapsed = time.perf_counter() - started
-    if summary_path:
+    for summary_path in summary_paths:
         write_summary(
             summary_path,
             tally,

@@ -228,7 +228,7 @@ def run(
     profile: str | RulePack | None = None,
     select: list[str] | None = None,
     ignore: list[str] | None = None,
-    today: date | None = None,
+    today: date | str | None = None,
     tables: Tables | None = None,
     limits: Limits | None = None,
     validation: str = "auto",
@@ -239,6 +239,13 @@ def run(
     something off) or ``full`` (always validate with the models).
     """
     started = _clock()
+    if isinstance(today, str):
+        # The Python API takes the CLI's YYYY-MM-DD too; a bad date is the caller's bug.
+        text = today
+        try:
+            today = date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"today must be a date or YYYY-MM-DD, not {text[:40]!r}") from None
     tables = tables or get_tables()
     try:
         doc = data if isinstance(data, InputDocument) else load(data, limits)
@@ -313,7 +320,7 @@ def check(
     profile: str | RulePack | None = None,
     select: list[str] | None = None,
     ignore: list[str] | None = None,
-    today: date | None = None,
+    today: date | str | None = None,
     validation: str = "auto",
 ) -> dict[str, Any]:
     """Check one claim; the OperationOutcome as a JSON-ready dict."""

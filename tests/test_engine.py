@@ -195,3 +195,10 @@ def test_line_with_null_product_or_service_points_at_the_line() -> None:
     cod001 = sorted(f.expression for f in result.findings if f.rule_id == "COD001")
     assert cod001 == ["Claim.item[0]", "Claim.item[1]"]
     assert_expressions_resolve(result.outcome, claim)
+
+
+def test_today_as_iso_string_is_the_same_as_a_date() -> None:
+    claim = load_fixture("port-placement-miscoded.json")
+    assert check(claim, today="2026-03-20") == check(claim, today=date(2026, 3, 20))
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        check(claim, today="20 March")

@@ -157,3 +157,25 @@ def test_missing_references_still_checked_and_reported_as_findings() -> None:
         if len(i["details"]["coding"]) > 1
     }
     assert "reference" in codes
+
+
+def test_an_unexpected_error_is_retried_and_its_message_is_not_stored(tmp_path: Any) -> None:
+    import sqlite3
+
+    from fhir_checker.hapi.queue import ClaimQueue
+    from fhir_checker.hapi.worker import Worker
+
+    class Exploding:
+        async def check(self, claim_id: str) -> str:
+            raise RuntimeError("patient Jane Q Public, born 1961-04-02")
+
+    queue = ClaimQueue(tmp_path / "q.sqlite")
+    queue.enqueue_claim("c1", "1")
+    worker = Worker(queue, Exploding())  # type: ignore[arg-type]
+    job = queue.lease()
+    assert job is not None
+    assert run(worker.run_job(job)) is None
+    [(state, error)] = sqlite3.connect(tmp_path / "q.sqlite").execute("SELECT state, last_error FROM job").fetchall()
+    assert state == "pending"  # backed off, to be tried again
+    assert error.startswith("RuntimeError at ") and "test_hapi_worker.py" in error
+    assert "Jane" not in error and "1961" not in error

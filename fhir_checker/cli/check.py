@@ -40,7 +40,12 @@ def register(sub: Any) -> None:
         help="'full' validates every resource with the FHIR models",
     )
     p.add_argument("--jobs", type=int, default=0, help="worker processes for --ndjson (0 = all cores)")
-    p.add_argument("--summary", metavar="FILE", help="write a summary report (.html or .json)")
+    p.add_argument(
+        "--summary",
+        metavar="FILE",
+        action="append",
+        help="write a summary report (.html or .json); repeat for both",
+    )
     # One log line per claim at info (claim id, rule ids, timings) on stderr: off by default.
     add_logging_options(p, default_level="warning")
     p.set_defaults(func=run)

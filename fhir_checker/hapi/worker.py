@@ -19,6 +19,7 @@ from typing import Any
 from .. import run as run_engine
 from ..fhirclient import FhirClient, FhirError
 from ..gather import gather_claim
+from ..logs import exception_summary
 from .queue import CLAIM, SWEEP, ClaimQueue, Job
 from .writeback import WriteBack, has_result
 
@@ -165,7 +166,10 @@ class Worker:
             )
             return None
         except Exception as exc:  # a bug must not kill the worker; the job is retried
-            again = self.queue.retry(job, f"{type(exc).__name__}: {exc}")
+            # The queue is stored on disk: the exception type and where, never its message
+            # (a message can quote a resource).
+            name, frames = exception_summary((type(exc), exc, exc.__traceback__))
+            again = self.queue.retry(job, f"{name} at {frames[-1] if frames else '?'}")
             outcome = "retry" if again else "failed"
             log.exception(
                 "%s: unexpected error, %s", job.key, outcome, extra={**_job_fields(job, started), "outcome": outcome}
