@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from conftest import claim_of, load_fixture
 from test_cds_hooks import check_card
 
@@ -149,3 +150,13 @@ def test_summary_names_the_line_once() -> None:
     )
     assert _summary("Line 3 (J2001)", "J2001 ended on 2024-09-30.") == "Line 3 (J2001): J2001 ended on 2024-09-30."
     assert _summary(None, "77001 is documented but not billed.") == "77001 is documented but not billed."
+
+
+@pytest.mark.parametrize(
+    "product",
+    [{"coding": 5}, {"coding": [{"code": 7}]}, {"coding": "36561"}, None, [], {"coding": [5, {"code": ""}]}],
+)
+def test_line_label_survives_a_malformed_product_or_service(product: Any) -> None:
+    # Found by the slow hook property run: {"coding": <int>} made the hook answer 500.
+    c = {"resourceType": "Claim", "item": [{"sequence": 1, "productOrService": product}]}
+    assert line_label(c, 0) == "Line 1"

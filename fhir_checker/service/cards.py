@@ -17,6 +17,7 @@ import orjson
 
 from ..findings import Finding, Fix, Severity
 from ..outcome import CONTEXT_EXTENSION, RULE_SYSTEM
+from ..values import as_dict, as_list
 
 SUMMARY_MAX = 139  # CDS Hooks: summary under 140 characters
 INDICATOR = {
@@ -51,12 +52,11 @@ def line_label(claim: dict[str, Any], line: int | None) -> str | None:
         return None
     item = items[line]
     seq = item.get("sequence") if isinstance(item.get("sequence"), int) else line + 1
-    codings = (
-        (item.get("productOrService") or {}).get("coding")
-        if isinstance(item.get("productOrService"), dict)
-        else None
+    codings = as_list(as_dict(item.get("productOrService")).get("coding"))
+    code = next(
+        (c["code"] for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str) and c["code"]),
+        None,
     )
-    code = next((c.get("code") for c in codings or [] if isinstance(c, dict) and c.get("code")), None)
     return f"Line {seq} ({code})" if code else f"Line {seq}"
 
 
