@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from .values import as_list
+
 log = logging.getLogger("fhir_checker.fhirclient")
 
 FHIR_JSON = "application/fhir+json"
@@ -355,7 +357,7 @@ class FhirClient:
             pages += 1
             page = self._json(await self._send("GET", url, params=query), url)
             query = None  # next links carry their own query
-            for entry in page.get("entry") or []:
+            for entry in as_list(page.get("entry")):
                 if not isinstance(entry, dict):
                     continue
                 res = entry.get("resource")
@@ -367,7 +369,7 @@ class FhirClient:
             url = next(
                 (
                     link.get("url")
-                    for link in page.get("link") or []
+                    for link in as_list(page.get("link"))
                     if isinstance(link, dict) and link.get("relation") == "next" and link.get("url")
                 ),
                 None,

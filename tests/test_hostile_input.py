@@ -808,3 +808,24 @@ def test_regression_lone_surrogate_in_a_dict_is_a_fatal_outcome_that_can_be_sent
     outcome = fhir_checker.run(data).outcome
     orjson.dumps(outcome)
     assert "not valid Unicode" in assert_fatal(outcome)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        # Found by the fuzz job: a number where a list belongs, in elements rules read.
+        lambda d: d.update(type={"coding": 5}, deviceName=7) if d["resourceType"] == "Device" else None,
+        lambda d: d.update(focalDevice=[{"action": {"coding": 3}, "manipulated": {"reference": "Device/x"}}])
+        if d["resourceType"] == "Procedure"
+        else None,
+        lambda d: d.update(careTeam=4, supportingInfo=9) if d["resourceType"] == "Claim" else None,
+    ],
+    ids=["device-type-coding", "focal-device-action-coding", "claim-careteam-supportinginfo"],
+)
+def test_a_number_where_a_list_belongs_gives_an_outcome(mutate: Any) -> None:
+    bundle = load_fixture("port-placement-aml.json")
+    for entry in bundle["entry"]:
+        mutate(entry["resource"])
+    outcome = fhir_checker.check(bundle, today=TODAY)
+    assert_valid_outcome(outcome)
+    assert_expressions_resolve(outcome, bundle)

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from ..fhirclient import FhirClient, FhirError, invoke_operation, update_if_match
+from ..values import as_list
 
 log = logging.getLogger("fhir_checker.hapi")
 
@@ -244,7 +245,7 @@ class WriteBack:
     async def _put_tags(self, claim: dict[str, Any], wanted: list[dict[str, Any]]) -> None:
         meta = dict(claim.get("meta") or {})
         others = [
-            t for t in meta.get("tag") or [] if isinstance(t, dict) and t.get("system") not in OUR_TAG_SYSTEMS
+            t for t in as_list(meta.get("tag")) if isinstance(t, dict) and t.get("system") not in OUR_TAG_SYSTEMS
         ]
         meta["tag"] = others + wanted
         version = meta.get("versionId")

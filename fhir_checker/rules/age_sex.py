@@ -9,6 +9,7 @@ from ..codes import DIAGNOSIS_SYSTEMS
 from ..context import ClaimContext, Diagnosis, codings
 from ..findings import Finding
 from ..registry import Rule, rule
+from ..values import as_list
 
 #: NUBC condition code 45: ambiguous gender category (bypasses the sex edits, I/OCE edit 3/8).
 AMBIGUOUS_GENDER = "45"
@@ -171,7 +172,7 @@ def diagnosis_age_conflict(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
 
 def has_ambiguous_gender_code(ctx: ClaimContext) -> bool:
     """Condition code 45 (ambiguous gender category) in Claim.supportingInfo."""
-    for i, si in enumerate(ctx.claim.get("supportingInfo") or []):
+    for i, si in enumerate(as_list(ctx.claim.get("supportingInfo"))):
         if not isinstance(si, dict):
             continue
         cats = [c.code.lower().replace("-", "") for c in codings(si.get("category"), "")]

@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 
 from ..context import ClaimContext, ClaimLine
+from ..values import as_list
 
 #: NCCI-associated modifiers: on either line they bypass a PTP pair with modifier
 #: indicator 1 (CMS NCCI Policy Manual, ch. I; the I/OCE ``ncci`` modifier flag).
@@ -24,7 +25,7 @@ HCPCS_SYSTEM = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 
 def _provider_of_team(ctx: ClaimContext) -> dict[int, str]:
     team: dict[int, str] = {}
-    for ct in ctx.claim.get("careTeam") or []:
+    for ct in as_list(ctx.claim.get("careTeam")):
         if isinstance(ct, dict) and isinstance(ct.get("sequence"), int):
             ref = ct.get("provider")
             if isinstance(ref, dict) and isinstance(ref.get("reference"), str):

@@ -10,6 +10,7 @@ from ..clinical import FocalDevice, Laterality
 from ..context import OUTPATIENT_HOSPITAL, ClaimContext, ClaimLine
 from ..findings import Finding, Severity
 from ..registry import Rule, rule
+from ..values import as_list
 
 #: Device kinds named in Device.type text / display / deviceName -> the HCPCS device code
 #: (OPPS C-codes, public HCPCS Level II descriptions), for Devices not coded in HCPCS.
@@ -41,8 +42,8 @@ def _device_code(fd: FocalDevice) -> tuple[str, str] | None:
     raw_type = dev.get("type")
     dtype: dict[str, Any] = raw_type if isinstance(raw_type, dict) else {}
     texts.append(str(dtype.get("text") or ""))
-    texts.extend(str(c.get("display") or "") for c in dtype.get("coding") or [] if isinstance(c, dict))
-    texts.extend(str(n.get("name") or "") for n in dev.get("deviceName") or [] if isinstance(n, dict))
+    texts.extend(str(c.get("display") or "") for c in as_list(dtype.get("coding")) if isinstance(c, dict))
+    texts.extend(str(n.get("name") or "") for n in as_list(dev.get("deviceName")) if isinstance(n, dict))
     blob = " ".join(texts)
     for pattern, code, desc in DEVICE_WORDS:
         if pattern.search(blob):
@@ -57,7 +58,7 @@ def _removed(resource: dict[str, object], index: int) -> bool:
     if not isinstance(action, dict):
         return False
     words = [str(action.get("text") or "")] + [
-        str(c.get("display") or "") for c in action.get("coding") or [] if isinstance(c, dict)
+        str(c.get("display") or "") for c in as_list(action.get("coding")) if isinstance(c, dict)
     ]
     return any(_REMOVED.search(w) for w in words)
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..values import as_list
 from .errors import ServiceError
 
 log = logging.getLogger("fhir_checker.service.feedback")
@@ -96,7 +97,7 @@ class FeedbackStore:
             reason_code = None
             suggestions = 0
             if outcome == "accepted":
-                suggestions = len(e.get("acceptedSuggestions") or [])
+                suggestions = len(as_list(e.get("acceptedSuggestions")))
             else:
                 reason = (
                     (e.get("overrideReason") or {}).get("reason")
