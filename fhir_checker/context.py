@@ -74,21 +74,23 @@ class Coding:
     path: str  # FHIRPath of the Coding
 
 
-def codings(concept: Any, path: str) -> list[Coding]:
+def _coded(concept: Any) -> Iterator[tuple[int, str | None, str]]:
+    """(index, system, code) of each coding in a CodeableConcept that has a code."""
     if not isinstance(concept, dict):
-        return []
+        return
     cs = concept.get("coding")
     if not isinstance(cs, list):
-        return []
-    out = []
+        return
     for i, c in enumerate(cs):
-        if not isinstance(c, dict):
-            continue
-        code = c.get("code")
-        if isinstance(code, str) and (code := code.strip()):
-            system = c.get("system")
-            out.append(Coding(system if isinstance(system, str) else None, code, f"{path}.coding[{i}]"))
-    return out
+        if isinstance(c, dict):
+            code = c.get("code")
+            if isinstance(code, str) and (code := code.strip()):
+                system = c.get("system")
+                yield i, (system if isinstance(system, str) else None), code
+
+
+def codings(concept: Any, path: str) -> list[Coding]:
+    return [Coding(system, code, f"{path}.coding[{i}]") for i, system, code in _coded(concept)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,40 +383,19 @@ def _setting(claim: dict[str, Any], pack: RulePack) -> tuple[str, str | None]:
 def _billed_coding(concept: Any, path: str) -> tuple[Coding | None, str | None]:
     """The line's billed coding and its kind: the first coding in a procedure system, else
     the first coding (as ``codings`` would list them, without building the whole list)."""
-    if not isinstance(concept, dict):
-        return None, None
-    cs = concept.get("coding")
-    if not isinstance(cs, list):
-        return None, None
     first: Coding | None = None
-    for i, c in enumerate(cs):
-        if not isinstance(c, dict):
-            continue
-        code = c.get("code")
-        if isinstance(code, str) and (code := code.strip()):
-            system = c.get("system")
-            system = system if isinstance(system, str) else None
-            kind = procedure_kind(system, code)
-            if kind:
-                return Coding(system, code, f"{path}.coding[{i}]"), kind
-            if first is None:
-                first = Coding(system, code, f"{path}.coding[{i}]")
+    for i, system, code in _coded(concept):
+        kind = procedure_kind(system, code)
+        if kind:
+            return Coding(system, code, f"{path}.coding[{i}]"), kind
+        if first is None:
+            first = Coding(system, code, f"{path}.coding[{i}]")
     return first, (procedure_kind(first.system, first.code) if first else None)
 
 
 def _first_code(concept: Any) -> str | None:
     """The code of the first coding with one (``codings(concept)[0].code``), no paths built."""
-    if not isinstance(concept, dict):
-        return None
-    cs = concept.get("coding")
-    if not isinstance(cs, list):
-        return None
-    for c in cs:
-        if isinstance(c, dict):
-            code = c.get("code")
-            if isinstance(code, str) and (code := code.strip()):
-                return code
-    return None
+    return next((code for _, _, code in _coded(concept)), None)
 
 
 def _line(index: int, item: dict[str, Any], claim_start: date | None, claim_end: date | None) -> ClaimLine:
