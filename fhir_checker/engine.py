@@ -205,19 +205,22 @@ _clock = time.perf_counter
 INCOMPLETE_CODE = "INCOMPLETE"
 
 
-def _mark_incomplete(outcome: dict[str, Any], rules: list[Rule], stopped_at: Rule, budget: float) -> None:
+def _mark_incomplete(
+    outcome: dict[str, Any], steps: list[tuple[Any, Rule, Severity | None]], stopped_at: int, budget: float
+) -> None:
     """Say the check stopped at the budget: a partial answer must never read as clean."""
-    left = len(rules) - rules.index(stopped_at)
+    left, total = len(steps) - stopped_at, len(steps)
+    rule_id = steps[stopped_at][1].id
     outcome["issue"] = [i for i in outcome["issue"] if i["details"]["coding"][0]["code"] != "CLEAN"] + [
         {
             "severity": "error",
             "code": "incomplete",
             "details": {
                 "coding": [{"system": RULE_SYSTEM, "code": INCOMPLETE_CODE, "display": "check-incomplete"}],
-                "text": f"The check stopped at its time budget of {budget:g} s: {left} of {len(rules)} "
+                "text": f"The check stopped at its time budget of {budget:g} s: {left} of {total} "
                 "rules did not run, so the claim may have problems not listed here.",
             },
-            "diagnostics": f"time budget {budget:g} s; stopped before rule {stopped_at.id}",
+            "diagnostics": f"time budget {budget:g} s; stopped before rule {rule_id}",
         }
     ]
 
@@ -270,16 +273,10 @@ def run(
         findings.extend(_structure_findings(doc, validation == "full"))
     budget = limits.time_budget_seconds if limits is not None else None
     deadline = started + budget if budget is not None else None
-    stopped_at: Rule | None = None
-    if deadline is None:  # the common case: the plan, no per-rule checks
-        for check_fn, rule, override in plan.steps:
-            if override is None:
-                findings.extend(check_fn(ctx, rule))
-            else:
-                findings.extend(replace(f, severity=override) for f in check_fn(ctx, rule))
-    for check_fn, rule, override in plan.steps if deadline is not None else ():
+    stopped_at: int | None = None  # index into plan.steps of the first rule not run
+    for n, (check_fn, rule, override) in enumerate(plan.steps):
         if deadline is not None and _clock() > deadline:
-            stopped_at = rule  # between rules only: a rule is never cut off half way
+            stopped_at = n  # between rules only: a rule is never cut off half way
             break
         if override is None:
             findings.extend(check_fn(ctx, rule))
@@ -296,7 +293,7 @@ def run(
     )
     if stopped_at is not None:
         assert budget is not None
-        _mark_incomplete(outcome, rules, stopped_at, budget)
+        _mark_incomplete(outcome, plan.steps, stopped_at, budget)
     elapsed = (_clock() - started) * 1000
     if log.isEnabledFor(logging.INFO):
         log.info(
@@ -306,7 +303,7 @@ def run(
                 "rule_ids": sorted({f.rule_id for f in findings}),
                 "findings": len(findings),
                 "errors": sum(f.severity in (Severity.ERROR, Severity.FATAL) for f in findings),
-                "rules_run": len(rules),
+                "rules_run": len(plan.steps) if stopped_at is None else stopped_at,
                 "pack": pack.id,
                 "elapsed_ms": round(elapsed, 2),
             },
