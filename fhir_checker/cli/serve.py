@@ -99,8 +99,8 @@ def app_from_environment() -> Any:
     return build_app(args)
 
 
-def build_app(args: argparse.Namespace) -> Any:
-    from ..service.app import create_app
+def build_config(args: argparse.Namespace) -> Any:
+    """The service config: the file (or env), then the command line on top."""
     from ..service.config import ConfigError, ServiceConfig, load_config
 
     try:
@@ -117,7 +117,13 @@ def build_app(args: argparse.Namespace) -> Any:
         cfg = replace(cfg, auth=False)
     if getattr(args, "state_dir", None):
         cfg = replace(cfg, state_dir=args.state_dir)
-    app = create_app(cfg)
+    return cfg
+
+
+def build_app(args: argparse.Namespace) -> Any:
+    from ..service.app import create_app
+
+    app = create_app(build_config(args))
     if args.fhir_base:
         from ..hapi.receiver import install  # lazily: only this branch needs it
 
@@ -138,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
     from ..service.protocol import protocol_for
 
     level = configure_from_args(args)
-    app = build_app(args)
-    if not app.state.config.auth:
+    cfg = build_config(args)  # a bad config stops here, before any worker starts
+    if not cfg.auth:
         print(
             "\n*** WARNING: CDS client authentication is OFF (--no-auth / auth: false). ***\n"
             "*** Anyone who can reach this port can call the CDS service. Local use only. ***\n",
@@ -158,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         "ws": "none",
     }
     if args.workers <= 1:
-        uvicorn.run(app, **server)
+        uvicorn.run(build_app(args), **server)
         return 0
     # Several processes: uvicorn starts each from an import string, so the arguments travel in
     # the environment, and the state that must hold across workers (JWT jti replay cache, card
