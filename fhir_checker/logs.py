@@ -186,5 +186,7 @@ def configure_from_args(args: Any) -> str:
         level = resolve_level(getattr(args, "log_level", None), getattr(args, "log_default_level", "info"))
         configure_logging(level, getattr(args, "log_format", None))
     except ValueError as exc:
-        raise SystemExit(f"fhir-checker: {exc}") from None
+        # Exit 2 like any other usage error: for ``check``, 1 would read as "error findings".
+        print(f"fhir-checker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     return level

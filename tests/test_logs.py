@@ -114,10 +114,14 @@ def test_env_vars_pick_format_and_level(
     assert line["claim_id"] == "claim-port-1"
 
 
-def test_bad_env_value_ends_the_command_with_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_env_value_ends_the_command_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(FORMAT_ENV, "xml")
-    with pytest.raises(SystemExit, match="log format 'xml'"):
+    with pytest.raises(SystemExit) as exited:
         main(["check", str(PORT_CLAIM)])
+    assert exited.value.code == 2  # a usage error, not "error findings" (1)
+    assert "log format 'xml'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- each door
