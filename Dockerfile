@@ -8,14 +8,19 @@ COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY fhir_checker ./fhir_checker
 COPY profiles ./profiles
 # A regular (non-editable) install: the CMS tables and the rule packs ship inside the wheel
-# as package data.
-RUN pip install .
+# as package data, and the hot path is compiled with mypyc (setup.py), which needs a C
+# compiler for the build only: it is removed again in the same layer.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install . \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 # The build fails here if they did not: `data info` reads the manifest, warm() loads every
-# table, and every rule pack must load. From /, so Python imports the installed package and
-# not the sources in /src.
+# table, every rule pack must load, and the compiled modules must be what is imported. From
+# /, so Python imports the installed package and not the sources in /src.
 WORKDIR /
 RUN fhir-checker data info \
+    && python -c "import fhir_checker, sys; sys.exit(0 if fhir_checker.compiled() else 'the hot path is not compiled')" \
     && python -c "from fhir_checker.tables import get_tables; get_tables().warm()" \
     && python -c "from fhir_checker.packs import available_packs, load_pack; assert available_packs(); [load_pack(n) for n in available_packs()]" \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/fhir-checker --create-home fhir-checker \

@@ -256,7 +256,10 @@ def main() -> int:
         "tables: load every table",
         f"{time.perf_counter() - started:.2f} s ({', '.join(tables.manifest['tables'])})",
     )
-    say("fhir-checker", f"{__version__}, {len(all_rules())} rules, Python {sys.version.split()[0]}")
+    from fhir_checker import compiled
+
+    build = "mypyc-compiled hot path" if compiled() else "pure Python (FHIR_CHECKER_PURE_PYTHON build)"
+    say("fhir-checker", f"{__version__}, {len(all_rules())} rules, {build}, Python {sys.version.split()[0]}")
     lines = claims(a.count, a.seed)
     avg_lines = statistics.mean(
         len(orjson.loads(x).get("item", [])) or 0 for x in lines if b'"Claim"' in x[:40]

@@ -10,19 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
+
+from mypy_extensions import mypyc_attr
 
 from .clinical import RecordAdministration, RecordProcedure, build_administration, build_procedure
 from .codes import DIAGNOSIS_SYSTEMS, normalise_icd10, procedure_kind
 from .loader import Entry, InputDocument
+from .packs import RulePack
 from .references import ReferenceIndex, Resolved
+from .tables import Tables
 from .values import as_dict as _dict
 from .values import as_list as _list
 from .values import is_present, parse_date
-
-if TYPE_CHECKING:
-    from .packs import RulePack
-    from .tables import Tables
 
 PRACTITIONER = "practitioner"
 OUTPATIENT_HOSPITAL = "outpatient-hospital"
@@ -32,6 +32,9 @@ BIRTHSEX_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex
 T = TypeVar("T")
 
 
+# Python classes, not mypyc native ones, where a value is kept in the instance's __dict__
+# (this module is compiled with mypyc: see setup.py).
+@mypyc_attr(native_class=False)
 class cached_property(Generic[T]):  # a drop-in for functools.cached_property
     """``functools.cached_property`` without its lock.
 
@@ -43,7 +46,7 @@ class cached_property(Generic[T]):  # a drop-in for functools.cached_property
 
     def __init__(self, func: Callable[[Any], T]) -> None:
         self.func = func
-        self.name = func.__name__
+        self.name = getattr(func, "__name__", "")  # __set_name__ sets it in any case
         self.__doc__ = func.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -121,15 +124,12 @@ class ClaimLine:
     care_team_sequences: tuple[int, ...]
     revenue: str | None
     raw: dict[str, Any]
+    modifier_codes: frozenset[str]  # the codes of ``modifiers``
 
     @property
     def number(self) -> int:
         """The line number a coder sees: the item's sequence, else its 1-based position."""
         return self.sequence or self.index + 1
-
-    @cached_property
-    def modifier_codes(self) -> frozenset[str]:
-        return frozenset([m.code for m in self.modifiers])
 
     @property
     def is_level2(self) -> bool:
@@ -181,6 +181,7 @@ class Patient:
         return years if years >= 0 else None
 
 
+@mypyc_attr(native_class=False)
 @dataclass
 class ClaimContext:
     doc: InputDocument
@@ -443,6 +444,7 @@ def _line(index: int, item: dict[str, Any], claim_start: date | None, claim_end:
         _positive_ints(v) if (v := get("careTeamSequence")) else (),
         _first_code(rev_concept) if rev_concept is not None else None,
         item,
+        frozenset([m.code for m in mods]),
     )
 
 

@@ -106,8 +106,8 @@ def _node_map(node: yaml.Node | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
 def _read_yaml(path: Path, what: str) -> tuple[yaml.Node | None, Any]:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PackError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    except OSError as unreadable:
+        raise PackError(f"{path}: cannot read {what}: {unreadable.strerror}") from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -226,8 +226,8 @@ def load_pack_file(path: Path, _chain: tuple[Path, ...] = ()) -> RulePack:
             raise _fail(path, vnode, f"rules.{name}", "must be a list of rule ids, prefixes or categories")
         try:
             select_rules(value if name == "select" else ["ALL"], [] if name == "select" else value)
-        except KeyError as exc:
-            raise _fail(path, vnode, f"rules.{name}", str(exc.args[0])) from None
+        except KeyError as unknown:
+            raise _fail(path, vnode, f"rules.{name}", str(unknown.args[0])) from None
     if parent:  # a child's ignore adds to its parent's
         ignore = [*parent.ignore, *(i for i in ignore if i not in parent.ignore)]
     severity: dict[str, Severity] = dict(parent.severity) if parent else {}

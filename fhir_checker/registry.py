@@ -6,11 +6,15 @@ ignore them by id or id prefix (``--select PTP --ignore PTP002``).
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .findings import CATEGORIES, Finding, Fix, Severity
@@ -67,6 +71,33 @@ class Rule:
         )
 
 
+@lru_cache(maxsize=64)
+def _source_docstrings(module: str) -> dict[str, str]:
+    """Function docstrings read from a module's ``.py`` file (which ships beside it)."""
+    spec = importlib.util.find_spec(module)
+    origin = spec.origin if spec is not None else None
+    if not origin:
+        return {}
+    source = Path(origin).with_name(module.rpartition(".")[2] + ".py")
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+    except OSError:
+        return {}
+    return {
+        node.name: doc
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and (doc := ast.get_docstring(node, clean=False))
+    }
+
+
+def _docstring(fn: CheckFn) -> str:
+    # A rule module compiled with mypyc (setup.py) keeps no docstrings on its functions.
+    doc = fn.__doc__
+    if not doc:
+        doc = _source_docstrings(getattr(fn, "__module__", "") or "").get(getattr(fn, "__name__", ""), "")
+    return inspect.cleandoc(doc)
+
+
 _RULES: dict[str, Rule] = {}
 _loaded = False
 _generation = 0
@@ -91,7 +122,7 @@ def rule(
             raise ValueError(f"duplicate rule id {id}")
         if category is not None and category not in CATEGORIES:
             raise ValueError(f"rule {id}: unknown category {category!r}")
-        doc = inspect.cleandoc(fn.__doc__ or "")
+        doc = _docstring(fn)
         if not doc:
             raise ValueError(f"rule {id} has no doc")
         _RULES[id] = Rule(

@@ -305,8 +305,8 @@ def model_errors(entry: Entry) -> list[StructureError]:
                 seen.add((entry.path, message))
                 out.append(StructureError(entry.path, message, "missing"))
         return out
-    except (RecursionError, TypeError, ValueError) as exc:  # defensive: models must not crash us
-        return [StructureError(entry.path, f"{rtype} could not be validated: {type(exc).__name__}", "value")]
+    except (RecursionError, TypeError, ValueError) as crash:  # defensive: models must not crash us
+        return [StructureError(entry.path, f"{rtype} could not be validated: {type(crash).__name__}", "value")]
     return []
 
 
