@@ -37,12 +37,17 @@ def test_slim_base_non_root_user_one_serve_entry_point() -> None:
 
 def test_install_is_non_editable_and_checks_the_baked_in_tables() -> None:
     runs = [str(payload) for _, kind, payload in DOCKERFILE.steps if kind == "RUN"]
-    assert any(r.strip().startswith("pip install .") for r in runs)
+    steps = [step.strip() for r in runs for step in r.split("&&")]
+    assert "pip install ." in steps
     assert not any("install -e" in r or "--editable" in r for r in runs)
     checks = [(workdir, str(p)) for workdir, kind, p in DOCKERFILE.steps if kind == "RUN"]
     # The build-time checks run outside /src, so they import the installed package.
     assert any("fhir-checker data info" in r and w != "/src" for w, r in checks)
     assert any("warm()" in r and w != "/src" for w, r in checks)
+    # The image runs the mypyc build: the compiler is there for the install and gone after it.
+    assert any("fhir_checker.compiled()" in r and w != "/src" for w, r in checks)
+    assert steps.index("apt-get install -y --no-install-recommends gcc libc6-dev") < steps.index("pip install .")
+    assert steps.index("pip install .") < steps.index("apt-get purge -y gcc libc6-dev")
 
 
 def test_healthcheck_probes_healthz_with_python_not_curl() -> None:
