@@ -49,3 +49,20 @@ def test_every_rule_has_a_doc_with_the_four_sections() -> None:
     for r in all_rules():
         for section in ("## What it checks", "## Why payers deny it", "## Example", "## How to fix"):
             assert section in r.doc, f"{r.id} doc lacks {section!r}"
+
+
+def test_a_null_quantity_is_not_pointed_at() -> None:
+    """Found by the slow property run: ``"quantity": null`` made UNI001 point at
+    ``Claim.item[n].quantity``, an element that is not there for FHIRPath (TIM001 and the
+    date checks had the same test, ``key in item``, and now share the fix)."""
+    rule_id = "UNI001"
+    case = _load(FIXTURES / "rules" / rule_id / "fires.json")
+    data = case["input"]
+    claim = next(e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Claim")
+    for item in claim["item"]:
+        item["quantity"] = None
+    res = run(data, profile=case.get("profile"), today=case.get("today", "2026-11-22"))
+    hits = [i for i in res.outcome["issue"] if i["details"]["coding"][0]["code"] == rule_id]
+    assert hits, "UNI001 should still fire: no units billed is not the documented dose"
+    assert not any(i["expression"][0].endswith(".quantity") for i in hits)
+    assert_expressions_resolve(res.outcome, data)

@@ -8,6 +8,7 @@ from ..clinical import NOT_COMPLETED, NOT_PERFORMED, RecordProcedure, service_ki
 from ..context import ClaimContext, ClaimLine
 from ..findings import Finding
 from ..registry import Rule, rule
+from ..values import is_present
 
 
 def _status_of(procs: list[RecordProcedure]) -> str:
@@ -200,9 +201,9 @@ def procedure_not_billed(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
 
 
 def _date_path(ln: ClaimLine) -> str:
-    if "servicedDate" in ln.raw:
+    if is_present(ln.raw.get("servicedDate")):
         return f"{ln.path}.servicedDate"
-    if "servicedPeriod" in ln.raw:
+    if is_present(ln.raw.get("servicedPeriod")):
         return f"{ln.path}.servicedPeriod"
     return "Claim.billablePeriod"
 
