@@ -117,6 +117,13 @@ class RecordCode:
     kind: str  # "cpt" or "hcpcs"
     path: str  # FHIRPath of the Coding
 
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(self, code: str, system: str | None, kind: str, path: str) -> None:
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "system", system)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "path", path)
+
 
 def billing_codes(concept: Any, path: str) -> tuple[RecordCode, ...]:
     """The CPT/HCPCS codings of a CodeableConcept."""
@@ -222,6 +229,35 @@ class RecordProcedure:
     minutes_path: str | None
     focal_devices: tuple[FocalDevice, ...]
     laterality: Laterality | None
+
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(
+        self,
+        entry: Entry,
+        status: str | None,
+        codes: tuple[RecordCode, ...],
+        code_set: frozenset[str],
+        performed_date: date | None,
+        performed_end: date | None,
+        performed_path: str | None,
+        minutes: float | None,
+        minutes_source: str | None,
+        minutes_path: str | None,
+        focal_devices: tuple[FocalDevice, ...],
+        laterality: Laterality | None,
+    ) -> None:
+        self.entry = entry
+        self.status = status
+        self.codes = codes
+        self.code_set = code_set
+        self.performed_date = performed_date
+        self.performed_end = performed_end
+        self.performed_path = performed_path
+        self.minutes = minutes
+        self.minutes_source = minutes_source
+        self.minutes_path = minutes_path
+        self.focal_devices = focal_devices
+        self.laterality = laterality
 
     @property
     def path(self) -> str:

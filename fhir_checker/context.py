@@ -76,6 +76,12 @@ class Coding:
     code: str
     path: str  # FHIRPath of the Coding
 
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(self, system: str | None, code: str, path: str) -> None:
+        object.__setattr__(self, "system", system)
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "path", path)
+
 
 def _coded(concept: Any) -> Iterator[tuple[int, str | None, str]]:
     """(index, system, code) of each coding in a CodeableConcept that has a code."""
@@ -100,6 +106,11 @@ def codings(concept: Any, path: str) -> list[Coding]:
 class Modifier:
     code: str
     path: str  # e.g. Claim.item[2].modifier[0]
+
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(self, code: str, path: str) -> None:
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "path", path)
 
 
 @dataclass
@@ -126,6 +137,49 @@ class ClaimLine:
     raw: dict[str, Any]
     modifier_codes: frozenset[str]  # the codes of ``modifiers``
 
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(
+        self,
+        index: int,
+        path: str,
+        sequence: int | None,
+        system: str | None,
+        code: str | None,
+        code_path: str,
+        kind: str | None,
+        modifiers: tuple[Modifier, ...],
+        units: float | None,
+        service_date: date | None,
+        service_end: date | None,
+        date_from_claim: bool,
+        diagnosis_sequences: tuple[int, ...],
+        procedure_sequences: tuple[int, ...],
+        information_sequences: tuple[int, ...],
+        care_team_sequences: tuple[int, ...],
+        revenue: str | None,
+        raw: dict[str, Any],
+        modifier_codes: frozenset[str],
+    ) -> None:
+        self.index = index
+        self.path = path
+        self.sequence = sequence
+        self.system = system
+        self.code = code
+        self.code_path = code_path
+        self.kind = kind
+        self.modifiers = modifiers
+        self.units = units
+        self.service_date = service_date
+        self.service_end = service_end
+        self.date_from_claim = date_from_claim
+        self.diagnosis_sequences = diagnosis_sequences
+        self.procedure_sequences = procedure_sequences
+        self.information_sequences = information_sequences
+        self.care_team_sequences = care_team_sequences
+        self.revenue = revenue
+        self.raw = raw
+        self.modifier_codes = modifier_codes
+
     @property
     def number(self) -> int:
         """The line number a coder sees: the item's sequence, else its 1-based position."""
@@ -146,6 +200,27 @@ class Diagnosis:
     system: str | None
     raw: dict[str, Any]
     condition: Resolved | None = None
+
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(
+        self,
+        index: int,
+        path: str,
+        sequence: int | None,
+        code: str | None,
+        code_path: str,
+        system: str | None,
+        raw: dict[str, Any],
+        condition: Resolved | None = None,
+    ) -> None:
+        self.index = index
+        self.path = path
+        self.sequence = sequence
+        self.code = code
+        self.code_path = code_path
+        self.system = system
+        self.raw = raw
+        self.condition = condition
 
     @property
     def number(self) -> int:
@@ -171,6 +246,12 @@ class Patient:
     birth_date: date | None
     sex: str | None  # "male", "female" or None (unknown/other)
     resolved: Resolved | None
+
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(self, birth_date: date | None, sex: str | None, resolved: Resolved | None) -> None:
+        self.birth_date = birth_date
+        self.sex = sex
+        self.resolved = resolved
 
     def age_on(self, on: date | None) -> int | None:
         """Age in whole years on a date of service."""

@@ -50,6 +50,25 @@ class Result:
     elapsed_ms: float = 0.0
     incomplete: bool = False  # stopped at the time budget: some rules did not run
 
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(
+        self,
+        outcome: dict[str, Any],
+        findings: list[Finding] | None = None,
+        context: ClaimContext | None = None,
+        pack: RulePack | None = None,
+        fatal: bool = False,
+        elapsed_ms: float = 0.0,
+        incomplete: bool = False,
+    ) -> None:
+        self.outcome = outcome
+        self.findings = [] if findings is None else findings
+        self.context = context
+        self.pack = pack
+        self.fatal = fatal
+        self.elapsed_ms = elapsed_ms
+        self.incomplete = incomplete
+
     @property
     def claim_id(self) -> str | None:
         return self.context.claim_id if self.context else None

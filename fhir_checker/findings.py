@@ -64,6 +64,23 @@ class Fix:
     label: str = ""
     units: float | None = None
 
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(
+        self,
+        kind: str,
+        line: int,
+        value: str | float | None = None,
+        system: str | None = None,
+        label: str = "",
+        units: float | None = None,
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "line", line)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "system", system)
+        object.__setattr__(self, "label", label)
+        object.__setattr__(self, "units", units)
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -80,6 +97,33 @@ class Finding:
     line: int | None = None  # 0-based Claim.item index the finding belongs to, if any
     fix: Fix | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(
+        self,
+        rule_id: str,
+        rule_name: str,
+        category: str | None,
+        severity: Severity,
+        issue_type: str,
+        message: str,
+        expression: str,
+        evidence: str = "",
+        line: int | None = None,
+        fix: Fix | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        object.__setattr__(self, "rule_id", rule_id)
+        object.__setattr__(self, "rule_name", rule_name)
+        object.__setattr__(self, "category", category)
+        object.__setattr__(self, "severity", severity)
+        object.__setattr__(self, "issue_type", issue_type)
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "expression", expression)
+        object.__setattr__(self, "evidence", evidence)
+        object.__setattr__(self, "line", line)
+        object.__setattr__(self, "fix", fix)
+        object.__setattr__(self, "extra", {} if extra is None else extra)
 
     def sort_key(self) -> tuple[int, int, str, str]:
         return (

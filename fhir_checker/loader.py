@@ -52,6 +52,12 @@ class Entry:
     path: str  # e.g. "Bundle.entry[3].resource", "Claim.contained[0]", "Claim"
     full_url: str | None = None
 
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(self, resource: dict[str, Any], path: str, full_url: str | None = None) -> None:
+        self.resource = resource
+        self.path = path
+        self.full_url = full_url
+
 
 @dataclass
 class InputDocument:
@@ -60,6 +66,21 @@ class InputDocument:
     claim_entry: Entry
     entries: list[Entry] = field(default_factory=list)  # every resource, the Claim included
     bundle: dict[str, Any] | None = None
+
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(
+        self,
+        root: dict[str, Any],
+        claim: dict[str, Any],
+        claim_entry: Entry,
+        entries: list[Entry] | None = None,
+        bundle: dict[str, Any] | None = None,
+    ) -> None:
+        self.root = root
+        self.claim = claim
+        self.claim_entry = claim_entry
+        self.entries = [] if entries is None else entries
+        self.bundle = bundle
 
     @property
     def claim_id(self) -> str | None:

@@ -12,6 +12,10 @@ from .loader import Entry, InputDocument
 class Resolved:
     entry: Entry
 
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(self, entry: Entry) -> None:
+        object.__setattr__(self, "entry", entry)
+
     @property
     def resource(self) -> dict[str, Any]:
         return self.entry.resource

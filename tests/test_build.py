@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import warnings
 from pathlib import Path
+
+import pytest
 
 import fhir_checker
 from fhir_checker import _warn_if_stale
@@ -39,3 +42,72 @@ def test_rule_docs_come_from_the_source_when_compiled_functions_have_none() -> N
     assert rule.doc.startswith(docs[rule.check.__name__].strip().splitlines()[0].strip())
     assert "How to fix" in rule.doc or "Fix" in rule.doc
     assert _source_docstrings("fhir_checker.no_such_module") == {}
+
+
+def _written_out_inits() -> list[tuple[str, ast.ClassDef, ast.FunctionDef]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            if not any("dataclass" in ast.unparse(d) for d in node.decorator_list):
+                continue
+            init = next((s for s in node.body if isinstance(s, ast.FunctionDef) and s.name == "__init__"), None)
+            if init is not None:
+                found.append((f"{path.relative_to(PACKAGE)}:{node.name}", node, init))
+    return found
+
+
+def test_written_out_dataclass_inits_match_their_fields() -> None:
+    """Hot dataclasses carry a hand-written ``__init__`` (mypyc compiles it; the generated one
+    is interpreted): it must take every field, in field order, with the field's default, and
+    set each field once, or ``replace()`` and the pure-Python build would drift from it."""
+    inits = _written_out_inits()
+    assert len(inits) >= 10, [name for name, _, _ in inits]
+    for name, cls, init in inits:
+        fields = [s for s in cls.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)]
+        field_names = [f.target.id for f in fields if isinstance(f.target, ast.Name)]
+        params = [a.arg for a in init.args.args[1:]]
+        assert params == field_names, name
+        defaults = [None] * (len(params) - len(init.args.defaults)) + list(init.args.defaults)
+        for f, default in zip(fields, defaults, strict=True):
+            declared = ast.unparse(f.value) if f.value is not None else None
+            given = ast.unparse(default) if default is not None else None
+            if declared is not None and declared.startswith("field(default_factory="):
+                assert given == "None", f"{name}.{ast.unparse(f.target)}: a factory field defaults to None"
+            else:
+                assert given == declared, f"{name}.{ast.unparse(f.target)}: default {given} != {declared}"
+        set_fields = []
+        for st in init.body:
+            assert isinstance(st, ast.Assign | ast.Expr), f"{name}: only field assignments in __init__"
+            if isinstance(st, ast.Assign):
+                target = st.targets[0]
+                assert isinstance(target, ast.Attribute), name
+                set_fields.append(target.attr)
+            else:  # object.__setattr__(self, "field", value) in a frozen class
+                call = st.value
+                assert isinstance(call, ast.Call) and ast.unparse(call.func) == "object.__setattr__", name
+                first = call.args[1]
+                assert isinstance(first, ast.Constant), name
+                set_fields.append(first.value)
+        assert set_fields == field_names, name
+
+
+def test_written_out_inits_build_what_the_dataclass_would() -> None:
+    """Behaviour, in whichever build runs: defaults, factories, frozenness, replace()."""
+    import dataclasses
+
+    from fhir_checker.context import Coding
+    from fhir_checker.findings import Finding, Severity
+
+    a = Finding("PTP001", "ptp-pair", "ptp", Severity.ERROR, "business-rule", "m.", "Claim.item[1]")
+    b = Finding("PTP001", "ptp-pair", "ptp", Severity.ERROR, "business-rule", "m.", "Claim.item[1]")
+    assert a == b and a.extra == {} and a.extra is not b.extra
+    assert a.evidence == "" and a.line is None and a.fix is None
+    c = dataclasses.replace(a, severity=Severity.WARNING)
+    assert c.severity is Severity.WARNING and c.rule_id == "PTP001"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.rule_id = "X"  # type: ignore[misc]
+    coding = Coding(None, "99213", "Claim.item[0].productOrService.coding[0]")
+    assert hash(coding) == hash(Coding(None, "99213", "Claim.item[0].productOrService.coding[0]"))

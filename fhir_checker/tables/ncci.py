@@ -118,6 +118,23 @@ class PtpEdit:
     effective: int
     deletion: int
 
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(
+        self,
+        column1: str,
+        column2: str,
+        indicator: int,
+        rationale: str,
+        effective: int,
+        deletion: int,
+    ) -> None:
+        object.__setattr__(self, "column1", column1)
+        object.__setattr__(self, "column2", column2)
+        object.__setattr__(self, "indicator", indicator)
+        object.__setattr__(self, "rationale", rationale)
+        object.__setattr__(self, "effective", effective)
+        object.__setattr__(self, "deletion", deletion)
+
 
 def _aligned(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
