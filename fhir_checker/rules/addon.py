@@ -53,7 +53,6 @@ def _ioce_note(ctx: ClaimContext, r: Rule) -> str:
 
 
 def _missing_primary(ctx: ClaimContext, r: Rule, edit_type: int) -> Iterator[Finding]:
-    source = ctx.tables.cite(TABLE)
     # Medicare's OPPS editor does not deny an add-on without its primary (I/OCE edits
     # 106-108 run on non-OPPS claims only), but on a hospital claim it still means a
     # missing charge or a miscoded line: a warning there, unless a pack says otherwise.
@@ -90,7 +89,7 @@ def _missing_primary(ctx: ClaimContext, r: Rule, edit_type: int) -> Iterator[Fin
             message=f"Line {n}: add-on code {ln.code} is billed on {ln.service_date} without {needs}{tail}.",
             evidence=(
                 f"add-on {ln.code}: AOC edit type {edit_type}; listed primaries {_shown(edit.primaries)}; "
-                f"none billed on {ln.service_date}; {source}; {_ioce_note(ctx, r)}"
+                f"none billed on {ln.service_date}; {ctx.tables.cite(TABLE)}; {_ioce_note(ctx, r)}"
             ),
             fix=fix,
         )
@@ -194,7 +193,6 @@ def addon_alone(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     ## How to fix
     Bill the primary procedure it was performed with, per your contractor's list.
     """
-    source = ctx.tables.cite(TABLE)
     table = ctx.tables.addons
     for ln, _edit, day_codes in _addon_lines(ctx, 2):
         others = {c for c in day_codes if c != ln.code and c not in table}
@@ -210,5 +208,5 @@ def addon_alone(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 f"only with a primary procedure your contractor accepts."
             ),
             evidence=f"add-on {ln.code}: AOC edit type 2 (contractor-defined primaries); no other service on "
-            f"{ln.service_date}; {source}; {_ioce_note(ctx, r)}",
+            f"{ln.service_date}; {ctx.tables.cite(TABLE)}; {_ioce_note(ctx, r)}",
         )

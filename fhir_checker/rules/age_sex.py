@@ -68,7 +68,6 @@ def procedure_age_conflict(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     Bill the code for the patient's age group, or correct the birth date if it is wrong.
     """
     table = ctx.tables.procedure_attributes
-    source = ctx.tables.cite("procedure_attributes")
     for ln in ctx.coded_lines():
         assert ln.code is not None
         a = table.get(ln.code)
@@ -83,7 +82,7 @@ def procedure_age_conflict(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             f"age limit stated in the CPT descriptor of {ln.code} (not in the I/OCE table, so I/OCE edit 7 "
             "does not raise it)"
             if a.age_from_descriptor
-            else f"{source}; I/OCE edit 7"
+            else f"{ctx.tables.cite('procedure_attributes')}; I/OCE edit 7"
         )
         yield r.finding(
             expression=ln.code_path,
@@ -148,7 +147,6 @@ def diagnosis_age_conflict(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     ages = ctx.tables.icd10cm_age
     if ctx.patient.birth_date is None:
         return
-    source = ctx.tables.cite("icd10cm_age")
     for d in ctx.diagnoses:
         if d.system not in DIAGNOSIS_SYSTEMS or not d.code or d.code not in ages:
             continue
@@ -165,7 +163,7 @@ def diagnosis_age_conflict(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                     f"({lo}-{hi}); the patient was {age} on {on.isoformat()}."
                 ),
                 evidence=f"{d.code} {category} age range {lo}-{hi}; patient age {age} on {on.isoformat()}; "
-                f"{source}; I/OCE edit 2",
+                f"{ctx.tables.cite('icd10cm_age')}; I/OCE edit 2",
             )
             break  # one finding per diagnosis
 
@@ -237,11 +235,10 @@ def diagnosis_sex_conflict(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     ]
     if not hits or has_ambiguous_gender_code(ctx):
         return
-    source = ctx.tables.cite("icd10cm_sex")
     for d, s in hits:
         yield r.finding(
             expression=d.code_path,
             message=f"Diagnosis {d.number}: {d.code} is a {s.sex}-only diagnosis; the patient is {sex}.",
-            evidence=f"{d.code} in {s.block}; patient sex {sex}; {source}; "
+            evidence=f"{d.code} in {s.block}; patient sex {sex}; {ctx.tables.cite('icd10cm_sex')}; "
             "I/OCE edit 3 (diagnosis and sex conflict) has no sex data and is inactive",
         )

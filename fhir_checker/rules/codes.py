@@ -133,7 +133,6 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     2024-10-01, with the unit change: J2003 is per 1 mg where J2001 was per 10 mg).
     """
     table = ctx.tables.hcpcs_validity
-    source = ctx.tables.cite("hcpcs_validity")
     for ln in ctx.lines:
         if ln.code is None or ln.kind is None or ln.service_date is None:
             continue
@@ -173,7 +172,7 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 line=ln.index,
                 severity=None if level2 else Severity.WARNING,
                 message=f"Line {n}: {ln.code} is not a known {'HCPCS Level II' if level2 else 'CPT'} code{hint}.",
-                evidence=f"{ln.code} not found in {source}{named}; I/OCE edit 6",
+                evidence=f"{ln.code} not found in {ctx.tables.cite('hcpcs_validity')}{named}; I/OCE edit 6",
                 fix=fix,
             )
             continue
@@ -183,7 +182,7 @@ def code_not_valid_on_date(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             expression=ln.code_path,
             line=ln.index,
             message=f"Line {n}: {ln.code} {when} the date of service {ln.service_date.isoformat()}{hint}.",
-            evidence=f"{ln.code} valid {spans}; date of service {ln.service_date.isoformat()}; {source}{named}"
+            evidence=f"{ln.code} valid {spans}; date of service {ln.service_date.isoformat()}; {ctx.tables.cite('hcpcs_validity')}{named}"
             "; I/OCE edit 6",
             fix=fix,
             replacement=replacement,
@@ -311,7 +310,6 @@ def invalid_diagnosis_code(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     Code to the full specificity the record supports; the diagnostics list the candidates.
     """
     icd = ctx.tables.icd10cm
-    source = ctx.tables.cite("icd10cm_validity")
     on = _claim_dx_date(ctx)
     for d in ctx.diagnoses:
         if d.system not in DIAGNOSIS_SYSTEMS or not d.code:
@@ -331,7 +329,7 @@ def invalid_diagnosis_code(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             yield r.finding(
                 expression=d.code_path,
                 message=f"Diagnosis {n}: {code} is a header code, not billable; code it to full specificity.",
-                evidence=f"{code} has {len(children)} billable codes below it: {shown}; {source}",
+                evidence=f"{code} has {len(children)} billable codes below it: {shown}; {ctx.tables.cite('icd10cm_validity')}",
             )
             continue
         spans: tuple[Span, ...] = ()
@@ -346,12 +344,12 @@ def invalid_diagnosis_code(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             yield r.finding(
                 expression=d.code_path,
                 message=f"Diagnosis {n}: {code} is not an ICD-10-CM code.",
-                evidence=f"{code} not found in {source}",
+                evidence=f"{code} not found in {ctx.tables.cite('icd10cm_validity')}",
             )
         else:
             span = "; ".join(f"{ymd_text(s.valid_from)} to {ymd_text(s.valid_to)}" for s in spans)
             yield r.finding(
                 expression=d.code_path,
                 message=f"Diagnosis {n}: {code} is not valid on the date of service {on}.",
-                evidence=f"{code} valid {span}; date of service {on}; {source}",
+                evidence=f"{code} valid {span}; date of service {on}; {ctx.tables.cite('icd10cm_validity')}",
             )

@@ -57,7 +57,6 @@ def device_intensive_without_device(ctx: ClaimContext, r: Rule) -> Iterator[Find
     no device was used and the procedure allows it, or 73/74 if the procedure was stopped.
     """
     table = ctx.tables.procedure_attributes
-    source = ctx.tables.cite("procedure_attributes")
     for day, lines in ctx.lines_by_date.items():
         devices = [ln.code for ln in lines if ln.code and table.get(ln.code).device]
         if devices:
@@ -78,7 +77,7 @@ def device_intensive_without_device(ctx: ClaimContext, r: Rule) -> Iterator[Find
                     f"{day.isoformat()}."
                 ),
                 evidence=f"{ln.code} device-intensive; no code with the I/OCE device flag on {day.isoformat()}"
-                f"{'; CG bypasses it for this code' if a.e92_cg_bypass else ''}; {source}; I/OCE edit 92",
+                f"{'; CG bypasses it for this code' if a.e92_cg_bypass else ''}; {ctx.tables.cite('procedure_attributes')}; I/OCE edit 92",
             )
 
 
@@ -112,7 +111,6 @@ def device_dependent_without_device(ctx: ClaimContext, r: Rule) -> Iterator[Find
     device was implanted.
     """
     needs = ctx.tables.device_pairs.dependent
-    source = ctx.tables.cite("device_procedure_pairs")
     for day, lines in ctx.lines_by_date.items():
         codes = {ln.code for ln in lines}
         for ln in lines:
@@ -126,7 +124,7 @@ def device_dependent_without_device(ctx: ClaimContext, r: Rule) -> Iterator[Find
                 line=ln.index,
                 message=f"Line {n}: {ln.code} needs the device code {' or '.join(devices)} on {day.isoformat()}.",
                 evidence=f"{ln.code} requires {', '.join(devices)} the same day; none billed on {day.isoformat()}; "
-                f"{source}; I/OCE edit 135",
+                f"{ctx.tables.cite('device_procedure_pairs')}; I/OCE edit 135",
             )
 
 
@@ -164,7 +162,6 @@ def passthrough_device_without_procedure(ctx: ClaimContext, r: Rule) -> Iterator
     """
     pairs = ctx.tables.device_pairs.passthrough
     table = ctx.tables.procedure_attributes
-    source = ctx.tables.cite("device_procedure_pairs")
     codes = {ln.code for ln in ctx.lines if ln.code}
     for ln in ctx.coded_lines():
         assert ln.code is not None
@@ -179,5 +176,5 @@ def passthrough_device_without_procedure(ctx: ClaimContext, r: Rule) -> Iterator
             expression=ln.code_path,
             line=ln.index,
             message=f"Line {n}: pass-through device {ln.code} is billed without a procedure it belongs to.",
-            evidence=f"{ln.code} may be billed with {shown}; none on the claim; {source}; I/OCE edit 98",
+            evidence=f"{ln.code} may be billed with {shown}; none on the claim; {ctx.tables.cite('device_procedure_pairs')}; I/OCE edit 98",
         )

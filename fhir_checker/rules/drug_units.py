@@ -137,7 +137,6 @@ def drug_units_not_dose(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     ## How to fix
     Bill the units the finding names (the fix sets them), or correct the documented dose.
     """
-    source = ctx.tables.cite("drug_units")
     for lines, adms, unit, per_unit, unit_code in _dose_groups(ctx):
         ln = lines[-1]
         doses = [
@@ -165,7 +164,7 @@ def drug_units_not_dose(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             line=ln.index,
             message=f"Line {ln.number} bills {ln.code} x {billed:g}, but the documented dose "
             f"({given}) is {expected} {'unit' if expected == 1 else 'units'} of {per_unit:g} {unit_code}.",
-            evidence=f"{ln.code} = {unit.label} ({unit.description!r}, {source}); administered "
+            evidence=f"{ln.code} = {unit.label} ({unit.description!r}, {ctx.tables.cite('drug_units')}); administered "
             f"{given} = {total:g} {unit_code} in {', '.join(a.label for a, _ in doses)}; "
             f"expected {expected}, billed {billed:g}",
             fix=fix,

@@ -67,7 +67,6 @@ def unknown_modifier(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     Correct or remove the modifier (place of service goes in ``item.locationCodeableConcept``).
     """
     mods = ctx.tables.modifiers
-    source = ctx.tables.cite("modifier_attributes")
     for ln in ctx.lines:
         if ln.revenue in AMBULANCE_REVENUE:
             continue
@@ -79,7 +78,7 @@ def unknown_modifier(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 line=ln.index,
                 message=f"Line {ln.number}: {m.code[:10]} is not a valid modifier.",
                 evidence=f"modifier {m.code[:10]!r} is on neither the I/OCE modifier list nor the CMS HCPCS "
-                f"modifier file; {source}; I/OCE edit 22",
+                f"modifier file; {ctx.tables.cite('modifier_attributes')}; I/OCE edit 22",
             )
 
 
@@ -117,7 +116,6 @@ def modifier_not_yet_valid(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     of service).
     """
     mods = ctx.tables.modifiers
-    source = ctx.tables.cite("modifier_attributes")
     for ln in ctx.lines:
         if ln.service_date is None:
             continue
@@ -134,7 +132,7 @@ def modifier_not_yet_valid(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                     f"the date of service is {ln.service_date.isoformat()}."
                 ),
                 evidence=f"modifier {m.code} valid from {ymd_text(info.valid_from)}; date of service "
-                f"{ln.service_date.isoformat()}; {source}; I/OCE edit 103",
+                f"{ln.service_date.isoformat()}; {ctx.tables.cite('modifier_attributes')}; I/OCE edit 103",
             )
 
 
@@ -295,7 +293,6 @@ def pctc_modifier_not_allowed(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     93005 for the tracing).
     """
     pctc = ctx.tables.pfs_pctc
-    source = ctx.tables.cite("pfs_pctc")
     for ln in ctx.lines:
         if ln.code is None:
             continue
@@ -309,5 +306,5 @@ def pctc_modifier_not_allowed(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 line=ln.index,
                 message=f"Line {ln.number}: {ln.code} cannot be billed with {m.code} ({what}); its PC/TC indicator is {ind}.",
                 evidence=f"{ln.code} PC/TC indicator {ind} ({PCTC_MEANING.get(ind, 'unknown')}); "
-                f"{m.code} allowed with indicator {', '.join(sorted(PCTC_ALLOWS[m.code]))}; {source}",
+                f"{m.code} allowed with indicator {', '.join(sorted(PCTC_ALLOWS[m.code]))}; {ctx.tables.cite('pfs_pctc')}",
             )
