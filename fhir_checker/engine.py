@@ -26,7 +26,7 @@ from .packs import (
     claim_payer_keys,
     default_pack_for,
     load_pack,
-    payers_mapped,
+    payer_map_under,
 )
 from .references import ReferenceIndex
 from .registry import Rule, generation, get_rule, select_rules
@@ -164,16 +164,17 @@ def _pack_stamp(env: str | None, pack_files: tuple[Path | None, ...]) -> tuple[f
 
 
 def _default_pack(claim: dict[str, Any], refs: ReferenceIndex | None = None) -> RulePack:
+    env = os.environ.get("FHIR_CHECKER_PROFILES")  # read once: it keys both lookups below
+    mapping = payer_map_under(env)
     payers: list[str] = []
-    if refs is not None and payers_mapped():  # Coverage.payor / Claim.insurer -> pack (payers.yaml)
+    if refs is not None and mapping.routes:  # Coverage.payor / Claim.insurer -> pack (payers.yaml)
 
         def resolve(ref: str) -> dict[str, Any] | None:
             hit = refs.resolve(ref)
             return hit.resource if hit is not None else None
 
         payers = claim_payer_keys(claim, resolve)
-    name = default_pack_for(claim, payers)
-    env = os.environ.get("FHIR_CHECKER_PROFILES")
+    name = default_pack_for(claim, payers, mapping)
     key, now = (name, env), time.monotonic()
     hit = _PACK_CACHE.get(key)
     if hit is not None:
