@@ -496,7 +496,9 @@ def _line(index: int, item: dict[str, Any], claim_start: date | None, claim_end:
         mods = tuple(found)
     q = item.get("quantity")
     qty = q.get("value") if isinstance(q, dict) else None
-    units = float(qty) if isinstance(qty, int | float) and not isinstance(qty, bool) else None
+    units = (
+        float(qty) if (isinstance(qty, int) or isinstance(qty, float)) and not isinstance(qty, bool) else None
+    )
     period = item.get("servicedPeriod")
     if isinstance(period, dict):
         own = parse_date(item.get("servicedDate")) or parse_date(period.get("start"))

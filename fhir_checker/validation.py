@@ -164,7 +164,7 @@ def quick_claim_ok(claim: dict[str, Any]) -> bool:
             if not isinstance(q, dict):
                 return False
             qv = q.get("value", 0)
-            if not isinstance(qv, int | float) or isinstance(qv, bool):
+            if not (isinstance(qv, int) or isinstance(qv, float)) or isinstance(qv, bool):
                 return False
         sd = item.get("servicedDate")
         if sd is not None and not (isinstance(sd, str) and _DATE.match(sd)):
@@ -306,7 +306,9 @@ def model_errors(entry: Entry) -> list[StructureError]:
                 out.append(StructureError(entry.path, message, "missing"))
         return out
     except (RecursionError, TypeError, ValueError) as crash:  # defensive: models must not crash us
-        return [StructureError(entry.path, f"{rtype} could not be validated: {type(crash).__name__}", "value")]
+        return [
+            StructureError(entry.path, f"{rtype} could not be validated: {type(crash).__name__}", "value")
+        ]
     return []
 
 

@@ -96,10 +96,12 @@ def _all_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
             if isinstance(ref, str):
                 yield p, ref
             for k, v in n.items():
-                if k != "contained" and isinstance(v, dict | list):
+                if k != "contained" and (isinstance(v, dict) or isinstance(v, list)):
                     stack.append((f"{p}.{k}", v))
         elif isinstance(n, list):
-            stack.extend((f"{p}[{i}]", v) for i, v in enumerate(n) if isinstance(v, dict | list))
+            stack.extend(
+                (f"{p}[{i}]", v) for i, v in enumerate(n) if isinstance(v, dict) or isinstance(v, list)
+            )
 
 
 _REFERENCE_VALUE = re.compile(rb'"reference":"((?:#|urn:uuid:|urn:oid:)[^"]*)"')
