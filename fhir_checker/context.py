@@ -189,6 +189,12 @@ class ClaimLine:
     def is_level2(self) -> bool:
         return self.kind == "hcpcs"
 
+    @property
+    def quantity_path(self) -> str:
+        """Where a finding about the line's units points: ``Claim.item[n].quantity`` when
+        the element is there (not null), else the billed code."""
+        return f"{self.path}.quantity" if is_present(self.raw.get("quantity")) else self.code_path
+
 
 @dataclass
 class Diagnosis:

@@ -11,7 +11,6 @@ from ..context import ClaimContext, ClaimLine
 from ..findings import Finding, Fix
 from ..registry import Rule, rule
 from ..tables.drugs import DrugUnit
-from ..values import is_present
 
 #: UCUM (and common non-UCUM spellings) -> (dimension, factor to the dimension's base).
 #: Units, IU and USP units are one dimension: which one a drug is measured in is fixed by
@@ -160,7 +159,7 @@ def drug_units_not_dose(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             else None
         )
         yield r.finding(
-            expression=f"{ln.path}.quantity" if is_present(ln.raw.get("quantity")) else ln.code_path,
+            expression=ln.quantity_path,
             line=ln.index,
             message=f"Line {ln.number} bills {ln.code} x {billed:g}, but the documented dose "
             f"({given}) is {expected} {'unit' if expected == 1 else 'units'} of {per_unit:g} {unit_code}.",

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from ..context import ClaimContext, ClaimLine
 from ..findings import Finding, Fix
 from ..registry import Rule, rule
-from ..values import is_present
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +166,7 @@ def units_exceed_documented_time(ctx: ClaimContext, r: Rule) -> Iterator[Finding
             else Fix(kind="remove-line", line=ln.index, label=f"Remove {code}: the time does not support it")
         )
         yield r.finding(
-            expression=f"{ln.path}.quantity" if is_present(ln.raw.get("quantity")) else ln.code_path,
+            expression=ln.quantity_path,
             line=ln.index,
             message=f"Line {ln.number} bills {billed:g} {'unit' if billed == 1 else 'units'} of {code}, but the "
             f"documented {_hm(minutes)} "
