@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +244,39 @@ def test_a_worker_that_dies_is_replaced_and_the_rest_stop_with_the_parent(tmp_pa
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_checkpoints_run_off_the_request_path(tmp_path: Path) -> None:
+    """Requests never checkpoint (its fsync stalled the event loop); the checkpointer thread
+    copies the WAL into the database file, where a reader that ignores the WAL finds it."""
+    from fhir_checker.service import shared_state
+
+    db = shared_state.connect(tmp_path)  # as shared_stores does, without its checkpointer
+    cache = shared_state.SqliteReplayCache(db)
+    assert db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    path = tmp_path / shared_state.FILE_NAME
+
+    def rows_in_database_file() -> int:
+        # immutable=1: read the database file alone, as if there were no WAL
+        ro = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            (n,) = ro.execute("SELECT COUNT(*) FROM jti").fetchone()
+            return int(n)
+        except sqlite3.OperationalError:  # not even the table is in the file yet
+            return 0
+        finally:
+            ro.close()
+
+    for n in range(3000):  # far past the 1,000 pages at which SQLite would checkpoint itself
+        assert not cache.seen_before("iss", f"jti-{n}-" + "x" * 200, time.time() + 300, time.time())
+    assert rows_in_database_file() == 0  # no checkpoint happened in the writes themselves
+    checkpointer = shared_state.Checkpointer(path, every=0.05)
+    try:
+        deadline = time.monotonic() + 10
+        while rows_in_database_file() < 3000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        checkpointer.stop()
+    assert rows_in_database_file() == 3000
+    shared_stores(tmp_path)  # the service's stores: one checkpointer for the file
+    assert path.resolve() in shared_state._checkpointers

@@ -9,18 +9,29 @@ entries in a power cut is fine, the tokens expire within minutes), a busy timeou
 workers writing at once wait instead of failing. Each write is one statement, so it is
 atomic across processes without an explicit transaction. One worker, no ``state_dir``:
 the in-memory versions in :mod:`.auth` and :mod:`.feedback` are used instead.
+
+Checkpoints (copying the WAL into the database file, with an fsync) run in a background
+thread every :data:`CHECKPOINT_EVERY` seconds, never in a request: SQLite's automatic
+checkpoint runs inside the commit that crosses 1,000 WAL pages, on the event loop, and its
+fsync held 1 % of CDS hook calls for ~200 ms (p99 at one client: 198 ms; 2.6 ms without).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 from .auth import MAX_REPLAY_ENTRIES, AuthError
 from .feedback import FeedbackStore, RuleFeedback
 
+log = logging.getLogger("fhir_checker.service")
+
 FILE_NAME = "fhir-checker-state.sqlite"
+#: Seconds between WAL checkpoints (background thread; the WAL stays small at this rate).
+CHECKPOINT_EVERY = 1.0
 #: Expired jti rows are deleted at most this often (seconds), not on every token.
 PRUNE_EVERY = 30.0
 
@@ -50,8 +61,41 @@ def connect(state_dir: str | Path) -> sqlite3.Connection:
     db = sqlite3.connect(directory / FILE_NAME, timeout=10.0, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it, off the loop
     db.executescript(_SCHEMA)
     return db
+
+
+class Checkpointer:
+    """Copies the WAL into the database now and then, on its own thread and connection."""
+
+    def __init__(self, path: Path, every: float = CHECKPOINT_EVERY) -> None:
+        self.path = path
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fhir-checker-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.every):
+                self.checkpoint(db)
+            self.checkpoint(db)
+        finally:
+            db.close()
+
+    @staticmethod
+    def checkpoint(db: sqlite3.Connection) -> None:
+        try:
+            # PASSIVE: copies what it can without waiting for, or blocking, the workers.
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # busy or I/O: the next round tries again
+            log.warning("state database checkpoint failed: %s", type(exc).__name__)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10.0)
 
 
 class SqliteReplayCache:
@@ -139,6 +183,14 @@ class SqliteFeedbackStore(FeedbackStore):
         return min(int(count), self.max_cards)
 
 
+_checkpointers: dict[Path, Checkpointer] = {}
+_checkpointers_lock = threading.Lock()
+
+
 def shared_stores(state_dir: str | Path) -> tuple[SqliteReplayCache, SqliteFeedbackStore]:
     db = connect(state_dir)
+    path = (Path(state_dir) / FILE_NAME).resolve()
+    with _checkpointers_lock:  # one checkpointer per database file and process
+        if path not in _checkpointers:
+            _checkpointers[path] = Checkpointer(path)
     return SqliteReplayCache(db), SqliteFeedbackStore(db)
