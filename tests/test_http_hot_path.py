@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+import pytest
+from conftest import FIXTURES
 from fastapi.testclient import TestClient
 
 from fhir_checker.findings import Fix
@@ -81,3 +83,54 @@ def test_connections_get_tcp_nodelay_even_from_a_proto_0_listening_socket() -> N
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     assert protocol_for("h11").endswith(":NoDelayH11Protocol")
     assert protocol_for("httptools").endswith(":NoDelayHttpToolsProtocol")
+
+
+PORT_BYTES = (FIXTURES / "port-placement-miscoded.json").read_bytes()
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+def test_the_hot_routes_do_not_go_through_fastapis_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$precheck and the hook are served by HotRoutes: with FastAPI's endpoint dispatch broken
+    they still answer; a route FastAPI serves does not."""
+    import fastapi.routing
+
+    async def broken(**kwargs: Any) -> Any:
+        raise AssertionError("FastAPI dispatch used")
+
+    with TestClient(create_app(ServiceConfig(auth=False)), raise_server_exceptions=False) as http:
+        monkeypatch.setattr(fastapi.routing, "run_endpoint_function", broken)
+        r = http.post("/fhir/Claim/$precheck", content=PORT_BYTES, headers=FHIR)
+        assert r.status_code == 200 and r.json()["resourceType"] == "OperationOutcome"
+        assert {i["details"]["coding"][0]["code"] for i in r.json()["issue"]} >= {"MOD001"}
+        assert http.get("/fhir/metadata").status_code == 500  # served by FastAPI: broken here
+
+
+def test_hot_routes_answer_errors_as_the_rest_of_the_service_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    with TestClient(create_app(ServiceConfig(auth=False)), raise_server_exceptions=False) as http:
+        bad = http.post("/fhir/Claim/$precheck", content=b"{", headers=FHIR)
+        assert bad.status_code == 400 and bad.headers["content-type"].startswith("application/fhir+json")
+        assert bad.json()["issue"][0]["code"] == "invalid"
+        # other methods on a hot path still get FastAPI's answer, as an OperationOutcome
+        wrong = http.get("/fhir/Claim/$precheck")
+        assert wrong.status_code == 405 and wrong.json()["resourceType"] == "OperationOutcome"
+
+        def explode(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("secret claim detail")
+
+        monkeypatch.setattr(fhir_operation, "run_engine", explode)
+        boom = http.post("/fhir/Claim/$precheck", content=PORT_BYTES, headers=FHIR)
+        assert boom.status_code == 500
+        assert boom.json()["issue"][0]["code"] == "exception"
+        assert "secret" not in boom.text  # no exception text or traceback reaches the client
+
+
+def test_cors_still_applies_to_the_hot_routes() -> None:
+    cfg = ServiceConfig(auth=False, cors_origins=("https://ehr.example.org",))
+    with TestClient(create_app(cfg)) as http:
+        r = http.post(
+            "/fhir/Claim/$precheck",
+            content=PORT_BYTES,
+            headers={**FHIR, "Origin": "https://ehr.example.org"},
+        )
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://ehr.example.org"

@@ -16,6 +16,7 @@ from .auth import JwtVerifier
 from .config import ServiceConfig
 from .errors import install_handlers
 from .feedback import FeedbackStore
+from .hot_routes import HotRoutes
 
 log = logging.getLogger("fhir_checker.service")
 
@@ -60,6 +61,15 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         log.warning(AUTH_OFF_WARNING)
     elif not cfg.issuers:
         log.warning("no trusted CDS client issuers are configured: every hook call will get 401")
+    # Innermost of ours: the access log and CORS still wrap the hot routes.
+    app.add_middleware(
+        HotRoutes,
+        routes={
+            ("POST", "/fhir/Claim/$precheck"): fhir_operation.precheck,
+            ("POST", f"/cds-services/{cds_hooks.SERVICE_ID}"): cds_hooks.call_hook,
+        },
+        owner=app,
+    )
     if cfg.cors_origins:
         app.add_middleware(
             CORSMiddleware,
