@@ -37,33 +37,35 @@ _HCPCS_L2_RE = re.compile(r"^[A-V]\d{4}$")
 _ICD10_RE = re.compile(r"^[A-Z]\d[0-9A-Z](?:\.?[0-9A-Z]{1,4})?$")
 
 
-#: Shape answers by code: the rules ask about the same codes on every claim (a dict hit
-#: costs a fraction of a regex match). Bounded: cleared when full.
-_SHAPES: dict[tuple[int, str], bool] = {}
-_SHAPES_LIMIT = 200_000
+#: Shape answers by code, one memo per pattern: the rules ask about the same codes on every
+#: claim (a dict hit costs a fraction of a regex match; keyed by the code alone, no tuple
+#: is built per question). Bounded: each is cleared when full.
+_CPT_SHAPES: dict[str, bool] = {}
+_HCPCS_L2_SHAPES: dict[str, bool] = {}
+_ICD10_SHAPES: dict[str, bool] = {}
+_SHAPES_LIMIT = 100_000
 
 
-def _shape(kind: int, pattern: re.Pattern[str], code: str) -> bool:
+def _shape(memo: dict[str, bool], pattern: re.Pattern[str], code: str) -> bool:
     if len(code) > 16:  # no code is this long: not worth keeping (nor its memory)
         return bool(pattern.match(code))
-    key = (kind, code)
-    hit = _SHAPES.get(key)
+    hit = memo.get(code)
     if hit is None:
         hit = bool(pattern.match(code))
-        if len(_SHAPES) >= _SHAPES_LIMIT:
-            _SHAPES.clear()
-        _SHAPES[key] = hit
+        if len(memo) >= _SHAPES_LIMIT:
+            memo.clear()
+        memo[code] = hit
     return hit
 
 
 def is_cpt_format(code: str) -> bool:
     """CPT: five digits (Category I), or four digits + F (II), T (III), U (PLA), A (vaccine
     administration, 0001A) or M (multianalyte assays, 0001M)."""
-    return _shape(0, _CPT_RE, code)
+    return _shape(_CPT_SHAPES, _CPT_RE, code)
 
 
 def is_hcpcs_level2_format(code: str) -> bool:
-    return _shape(1, _HCPCS_L2_RE, code)
+    return _shape(_HCPCS_L2_SHAPES, _HCPCS_L2_RE, code)
 
 
 def procedure_kind(system: str | None, code: str) -> str | None:
@@ -85,4 +87,4 @@ def normalise_icd10(code: str) -> str:
 
 
 def is_icd10_format(code: str) -> bool:
-    return _shape(2, _ICD10_RE, code.strip().upper())
+    return _shape(_ICD10_SHAPES, _ICD10_RE, code.strip().upper())
