@@ -191,8 +191,9 @@ class ClaimLine:
 
     @property
     def quantity_path(self) -> str:
-        """Where a finding about the line's units points: ``Claim.item[n].quantity`` when
-        the element is there (not null), else the billed code."""
+        """Where UNI001 and TIM001 point: ``Claim.item[n].quantity`` when the element is
+        present (:func:`.values.is_present`: not null, not empty), else the billed code. (The
+        MUE rules use ``ncci_common.units_path``: the quantity only when it holds a value.)"""
         return f"{self.path}.quantity" if is_present(self.raw.get("quantity")) else self.code_path
 
 

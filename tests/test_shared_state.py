@@ -262,7 +262,7 @@ def test_checkpoints_run_off_the_request_path(tmp_path: Path) -> None:
         try:
             (n,) = ro.execute("SELECT COUNT(*) FROM jti").fetchone()
             return int(n)
-        except sqlite3.OperationalError:  # not even the table is in the file yet
+        except sqlite3.DatabaseError:  # not even the table is in the file yet (or a torn read)
             return 0
         finally:
             ro.close()
@@ -280,3 +280,5 @@ def test_checkpoints_run_off_the_request_path(tmp_path: Path) -> None:
     assert rows_in_database_file() == 3000
     shared_stores(tmp_path)  # the service's stores: one checkpointer for the file
     assert path.resolve() in shared_state._checkpointers
+    shared_state.stop_checkpointers()
+    assert not shared_state._checkpointers

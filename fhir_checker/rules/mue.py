@@ -8,7 +8,7 @@ from ..context import ClaimContext, ClaimLine
 from ..findings import Finding, Fix
 from ..registry import Rule, rule
 from ..tables.ncci import MAI_TEXT, Mue, MueTable
-from .ncci_common import quantity_path, same_day_groups, units_of
+from .ncci_common import same_day_groups, units_of, units_path
 
 _TABLE_NAME = {"practitioner": "mue_practitioner", "outpatient-hospital": "mue_outpatient_hospital"}
 
@@ -71,7 +71,7 @@ def mue_line_units(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
             continue
         n = ln.number
         yield r.finding(
-            expression=quantity_path(ln),
+            expression=units_path(ln),
             line=ln.index,
             message=(
                 f"Line {n}: {_fmt(units)} units of {ln.code} exceed its medically unlikely edit "
@@ -139,7 +139,7 @@ def mue_date_units(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
                 else "units above it are denied but can be paid on appeal with the medical record"
             )
             yield r.finding(
-                expression=quantity_path(first),
+                expression=units_path(first),
                 line=first.index,
                 message=(
                     f"Line {first.number}: {_fmt(total)} units of {code} on "

@@ -70,6 +70,8 @@ def units_of(ln: ClaimLine) -> float:
     return ln.units if ln.units is not None else 1.0
 
 
-def quantity_path(ln: ClaimLine) -> str:
+def units_path(ln: ClaimLine) -> str:
+    """Where an MUE finding points: the quantity when the units were read from its value,
+    else the billed code (no value: the line counts as one unit)."""
     q = ln.raw.get("quantity")
     return f"{ln.path}.quantity" if isinstance(q, dict) and "value" in q else ln.code_path

@@ -45,6 +45,10 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
             yield
         finally:
             await verifier.aclose()
+            if cfg.state_dir:
+                from .shared_state import stop_checkpointers
+
+                stop_checkpointers()
 
     app = FastAPI(
         title="fhir-checker",

@@ -9,7 +9,10 @@ answers :func:`.errors.install_handlers` gives (a ServiceError's OperationOutcom
 500 for anything unexpected). Everything else, other methods on these paths included, falls
 through to FastAPI, which also still documents both routes in the OpenAPI.
 
-It sits inside the access log and CORS middleware, so both still apply.
+It sits inside the access log and CORS middleware, so both still apply. One difference from
+the FastAPI route: an unexpected exception is logged and answered (500 OperationOutcome)
+here, not re-raised to the server, so the 500 carries the CORS headers too. ``scope["route"]``
+is a stand-in holding the route's template (what the access log reads), not the APIRoute.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -64,6 +68,10 @@ class HotRoutes:
             response = await handler(request)
         except ServiceError as exc:
             response = outcome_response(exc)
+        except StarletteHTTPException as exc:  # as errors.install_handlers maps them
+            response = outcome_response(
+                ServiceError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+            )
         except Exception:
             # As errors.install_handlers: the traceback to the log (code locations, no bodies).
             log.exception("unexpected error on %s %s", scope["method"], path)

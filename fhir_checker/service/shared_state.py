@@ -72,25 +72,26 @@ class Checkpointer:
     def __init__(self, path: Path, every: float = CHECKPOINT_EVERY) -> None:
         self.path = path
         self.every = every
+        # Opened here, so a database that cannot be opened fails at start-up, not in the thread.
+        self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fhir-checker-checkpoint", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         try:
             while not self._stop.wait(self.every):
-                self.checkpoint(db)
-            self.checkpoint(db)
+                self.checkpoint(self._db)
+            self.checkpoint(self._db)
         finally:
-            db.close()
+            self._db.close()
 
     @staticmethod
     def checkpoint(db: sqlite3.Connection) -> None:
         try:
             # PASSIVE: copies what it can without waiting for, or blocking, the workers.
             db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:  # busy or I/O: the next round tries again
+        except Exception as exc:  # busy or I/O: the next round tries again; the thread lives on
             log.warning("state database checkpoint failed: %s", type(exc).__name__)
 
     def stop(self) -> None:
@@ -185,6 +186,15 @@ class SqliteFeedbackStore(FeedbackStore):
 
 _checkpointers: dict[Path, Checkpointer] = {}
 _checkpointers_lock = threading.Lock()
+
+
+def stop_checkpointers() -> None:
+    """Stop every checkpointer of this process, each after a last checkpoint (at shutdown)."""
+    with _checkpointers_lock:
+        running = list(_checkpointers.values())
+        _checkpointers.clear()
+    for checkpointer in running:
+        checkpointer.stop()
 
 
 def shared_stores(state_dir: str | Path) -> tuple[SqliteReplayCache, SqliteFeedbackStore]:
