@@ -39,6 +39,7 @@ COMPILED = [
     "fhir_checker/validation.py",
     "fhir_checker/clinical.py",
     "fhir_checker/context.py",
+    "fhir_checker/tally.py",
     "fhir_checker/tables/ncci.py",
     "fhir_checker/tables/codesets.py",
     "fhir_checker/tables/attributes.py",

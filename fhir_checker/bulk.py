@@ -40,7 +40,7 @@ import orjson
 
 from .loader import MAX_BYTES
 from .outcome import CONTEXT_EXTENSION, fatal
-from .report import Tally
+from .tally import Tally
 
 EXIT_CLEAN, EXIT_ERRORS, EXIT_BAD_LINES = 0, 1, 2
 

@@ -75,7 +75,7 @@ def generated(count: int, seed: int, mistakes: float) -> list[bytes]:
 def claims(out: IO[bytes], lines: list[bytes], label: str) -> None:
     from fhir_checker.bulk import BulkOptions, blocks_of, check_stream
     from fhir_checker.engine import run
-    from fhir_checker.report import Tally
+    from fhir_checker.tally import Tally
 
     for i, line in enumerate(lines):
         _write(out, f"# {label} {i}", run(line, today=TODAY))
