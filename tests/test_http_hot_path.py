@@ -134,3 +134,18 @@ def test_cors_still_applies_to_the_hot_routes() -> None:
         )
         assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == "https://ehr.example.org"
+
+
+def test_hot_routes_are_read_from_the_route_decorators() -> None:
+    from fhir_checker.service import cds_hooks
+    from fhir_checker.service.hot_routes import routes_of
+
+    found = routes_of(
+        (fhir_operation.router, cds_hooks.router), (fhir_operation.precheck, cds_hooks.call_hook)
+    )
+    assert sorted(found) == [
+        ("POST", f"/cds-services/{cds_hooks.SERVICE_ID}"),
+        ("POST", "/fhir/Claim/$precheck"),
+    ]
+    with pytest.raises(ValueError):  # an endpoint no router declares: refused at start-up
+        routes_of((fhir_operation.router,), (cds_hooks.call_hook,))

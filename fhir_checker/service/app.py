@@ -16,7 +16,7 @@ from .auth import JwtVerifier
 from .config import ServiceConfig
 from .errors import install_handlers
 from .feedback import FeedbackStore
-from .hot_routes import HotRoutes
+from .hot_routes import HotRoutes, routes_of
 
 log = logging.getLogger("fhir_checker.service")
 
@@ -68,10 +68,9 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     # Innermost of ours: the access log and CORS still wrap the hot routes.
     app.add_middleware(
         HotRoutes,
-        routes={
-            ("POST", "/fhir/Claim/$precheck"): fhir_operation.precheck,
-            ("POST", f"/cds-services/{cds_hooks.SERVICE_ID}"): cds_hooks.call_hook,
-        },
+        routes=routes_of(
+            (fhir_operation.router, cds_hooks.router), (fhir_operation.precheck, cds_hooks.call_hook)
+        ),
         owner=app,
     )
     if cfg.cors_origins:

@@ -11,17 +11,17 @@ through to FastAPI, which also still documents both routes in the OpenAPI.
 
 It sits inside the access log and CORS middleware, so both still apply. One difference from
 the FastAPI route: an unexpected exception is logged and answered (500 OperationOutcome)
-here, not re-raised to the server, so the 500 carries the CORS headers too. ``scope["route"]``
-is a stand-in holding the route's template (what the access log reads), not the APIRoute.
+here, not re-raised to the server, so the 500 carries the CORS headers too.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,20 +34,29 @@ log = logging.getLogger("fhir_checker.service")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-@dataclass(frozen=True)
-class RouteTemplate:
-    path: str
+def routes_of(routers: Iterable[APIRouter], endpoints: Iterable[Handler]) -> dict[tuple[str, str], APIRoute]:
+    """(method, path) -> route for each of ``endpoints``, as their routers declare them: the
+    path and method are written once, in the route decorator."""
+    wanted = set(endpoints)
+    found = {
+        (method, route.path): route
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.endpoint in wanted
+        for method in route.methods or ()
+    }
+    if {r.endpoint for r in found.values()} != wanted:
+        raise ValueError("a hot route's endpoint is not on any of the routers given")
+    return found
 
 
 class HotRoutes:
-    """ASGI middleware: serve ``routes`` ((method, path) -> handler) directly."""
+    """ASGI middleware: serve ``routes`` ((method, path) -> the route's endpoint) directly."""
 
-    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], Handler], owner: Any) -> None:
+    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], APIRoute], owner: Any) -> None:
         self.app = app
         self.routes = routes
         self.owner = owner  # the FastAPI app: handlers read request.app.state
-        # What the access log reads from scope["route"]: the route's template (no parameters here).
-        self._templates = {path: RouteTemplate(path) for _, path in routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,15 +66,15 @@ class HotRoutes:
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        handler = self.routes.get((scope["method"], path))
-        if handler is None:
+        route = self.routes.get((scope["method"], path))
+        if route is None:
             await self.app(scope, receive, send)
             return
         scope["app"] = self.owner
-        scope["route"] = self._templates[path]
+        scope["route"] = route  # as FastAPI's router sets it (the access log reads its template)
         request = Request(scope, receive)
         try:
-            response = await handler(request)
+            response = await route.endpoint(request)
         except ServiceError as exc:
             response = outcome_response(exc)
         except StarletteHTTPException as exc:  # as errors.install_handlers maps them
