@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fhirclient import FhirClient, FhirError
+from .references import claim_references, json_objects, second_round_references
+
+__all__ = ["Gathered", "claim_references", "gather_claim", "second_round_references"]
 
 
 @dataclass
@@ -28,40 +31,6 @@ class Gathered:
     def unreadable(self) -> dict[str, FhirError]:
         """The references that could not be read for a reason other than not being there."""
         return {ref: e for ref, e in self.errors.items() if not e.gone}
-
-
-def _ref(value: Any) -> str | None:
-    if isinstance(value, dict):
-        ref = value.get("reference")
-        if isinstance(ref, str) and ref.strip():
-            return ref.strip()
-    return None
-
-
-def _items(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def claim_references(claim: dict[str, Any]) -> list[str]:
-    """What a Claim references that the rules read, in claim order."""
-    refs: list[str | None] = [_ref(claim.get("patient"))]
-    refs += [_ref(i.get("coverage")) for i in _items(claim.get("insurance"))]
-    refs += [_ref(d.get("diagnosisReference")) for d in _items(claim.get("diagnosis"))]
-    refs += [_ref(p.get("procedureReference")) for p in _items(claim.get("procedure"))]
-    refs += [_ref(s.get("valueReference")) for s in _items(claim.get("supportingInfo"))]
-    for item in _items(claim.get("item")):
-        refs += [_ref(e) for e in _items(item.get("encounter"))]
-    return list(dict.fromkeys(r for r in refs if r))
-
-
-def second_round_references(resource: dict[str, Any]) -> list[str]:
-    """What a read resource references in turn: Coverage.payor, Procedure.focalDevice.manipulated."""
-    rtype = resource.get("resourceType")
-    if rtype == "Coverage":
-        return [r for r in (_ref(p) for p in _items(resource.get("payor"))) if r]
-    if rtype == "Procedure":
-        return [r for r in (_ref(d.get("manipulated")) for d in _items(resource.get("focalDevice"))) if r]
-    return []
 
 
 def _key(resource: dict[str, Any]) -> str | None:
@@ -112,7 +81,7 @@ class _Found:
 
 
 def _contained_ids(claim: dict[str, Any]) -> set[str]:
-    return {f"#{c['id']}" for c in _items(claim.get("contained")) if isinstance(c.get("id"), str)}
+    return {f"#{c['id']}" for c in json_objects(claim.get("contained")) if isinstance(c.get("id"), str)}
 
 
 async def _round(

@@ -1,4 +1,5 @@
-"""Resolve FHIR references inside the input: fullUrl, ``Type/id``, absolute URLs, ``#id``."""
+"""FHIR references: resolved inside the input (fullUrl, ``Type/id``, absolute URLs, ``#id``),
+and the ones a Claim makes that its input must hold (read by :mod:`.gather` and the CDS hook)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,43 @@ class ReferenceIndex:
 def is_local_only(reference: str) -> bool:
     """References that can only ever resolve inside the input (``#id``, ``urn:uuid:``)."""
     return reference.startswith(("#", "urn:uuid:", "urn:oid:"))
+
+
+# ------------------------------------------------ what a Claim points at (gathering its input)
+
+
+def _ref(value: Any) -> str | None:
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str) and ref.strip():
+            return ref.strip()
+    return None
+
+
+def json_objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON array (anything else in it, or a non-array: nothing)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def claim_references(claim: dict[str, Any]) -> list[str]:
+    """What a Claim references that the rules read, in claim order."""
+    refs: list[str | None] = [_ref(claim.get("patient"))]
+    refs += [_ref(i.get("coverage")) for i in json_objects(claim.get("insurance"))]
+    refs += [_ref(d.get("diagnosisReference")) for d in json_objects(claim.get("diagnosis"))]
+    refs += [_ref(p.get("procedureReference")) for p in json_objects(claim.get("procedure"))]
+    refs += [_ref(s.get("valueReference")) for s in json_objects(claim.get("supportingInfo"))]
+    for item in json_objects(claim.get("item")):
+        refs += [_ref(e) for e in json_objects(item.get("encounter"))]
+    return list(dict.fromkeys(r for r in refs if r))
+
+
+def second_round_references(resource: dict[str, Any]) -> list[str]:
+    """What a read resource references in turn: Coverage.payor, Procedure.focalDevice.manipulated."""
+    rtype = resource.get("resourceType")
+    if rtype == "Coverage":
+        return [r for r in (_ref(p) for p in json_objects(resource.get("payor"))) if r]
+    if rtype == "Procedure":
+        return [
+            r for r in (_ref(d.get("manipulated")) for d in json_objects(resource.get("focalDevice"))) if r
+        ]
+    return []

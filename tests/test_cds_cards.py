@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from conftest import claim_of, load_fixture
 from test_cds_hooks import check_card
 
 from fhir_checker.findings import Finding, Fix, Severity
-from fhir_checker.service.cards import apply_fix, card, cards_response, line_label
+from fhir_checker.service.cards import apply_fix, card, cards_response, line_label, new_uuid
 
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 SOURCE = {"label": "fhir-checker test@1", "url": "https://x.example/rules"}
@@ -160,3 +161,19 @@ def test_line_label_survives_a_malformed_product_or_service(product: Any) -> Non
     # Found by the slow hook property run: {"coding": <int>} made the hook answer 500.
     c = {"resourceType": "Claim", "item": [{"sequence": 1, "productOrService": product}]}
     assert line_label(c, 0) == "Line 1"
+
+
+def test_card_uuids_are_random_version_4_uuids() -> None:
+    made = [new_uuid() for _ in range(2000)]
+    assert len(set(made)) == len(made)
+    for text in made[:200]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # canonical form: lower-case hex, 8-4-4-4-12
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Every bit outside the version and variant ones varies (none is stuck at 0 or 1).
+    ints = [uuid.UUID(t).int for t in made]
+    fixed = (0xF << 76) | (0x3 << 62)
+    varying = 0
+    for value in ints:
+        varying |= value ^ ints[0]
+    assert varying == ((1 << 128) - 1) & ~fixed

@@ -14,6 +14,7 @@ from conftest import FIXTURES
 from fastapi.testclient import TestClient
 
 from fhir_checker.cli.serve import worker_count
+from fhir_checker.service import shared_state
 from fhir_checker.service.app import create_app
 from fhir_checker.service.auth import AuthError
 from fhir_checker.service.config import ServiceConfig, config_from_mapping
@@ -61,6 +62,11 @@ def test_expired_jtis_are_pruned_and_the_table_is_bounded(
 def test_feedback_on_another_workers_card_counts_once_for_all(tmp_path: Path) -> None:
     (_, issuer), (_, receiver) = shared_stores(tmp_path), shared_stores(tmp_path)
     issuer.remember([card("c-1", "PTP001"), card("c-2", "MUE001")])
+    assert issuer.knows("c-1")  # its own cards: at once, from the buffer
+    writer_db = shared_state.connect(tmp_path)
+    assert issuer.flush(writer_db) == 2  # what the state writer thread does every 0.1 s
+    assert issuer.flush(writer_db) == 0  # written once
+    assert receiver.knows("c-1") and receiver.knows("c-2")
     assert (
         receiver.record({"feedback": [{"card": "c-1", "outcome": "accepted", "acceptedSuggestions": [{}]}]})
         == 1
@@ -247,10 +253,8 @@ def test_a_worker_that_dies_is_replaced_and_the_rest_stop_with_the_parent(tmp_pa
 
 
 def test_checkpoints_run_off_the_request_path(tmp_path: Path) -> None:
-    """Requests never checkpoint (its fsync stalled the event loop); the checkpointer thread
+    """Requests never checkpoint (its fsync stalled the event loop); the state writer thread
     copies the WAL into the database file, where a reader that ignores the WAL finds it."""
-    from fhir_checker.service import shared_state
-
     db = shared_state.connect(tmp_path)  # as shared_stores does, without its checkpointer
     cache = shared_state.SqliteReplayCache(db)
     assert db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
@@ -270,15 +274,73 @@ def test_checkpoints_run_off_the_request_path(tmp_path: Path) -> None:
     for n in range(3000):  # far past the 1,000 pages at which SQLite would checkpoint itself
         assert not cache.seen_before("iss", f"jti-{n}-" + "x" * 200, time.time() + 300, time.time())
     assert rows_in_database_file() == 0  # no checkpoint happened in the writes themselves
-    checkpointer = shared_state.Checkpointer(path, every=0.05)
+    writer = shared_state.StateWriter(path, every=0.05)
     try:
         deadline = time.monotonic() + 10
         while rows_in_database_file() < 3000 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        checkpointer.stop()
+        writer.stop()
     assert rows_in_database_file() == 3000
-    shared_stores(tmp_path)  # the service's stores: one checkpointer for the file
-    assert path.resolve() in shared_state._checkpointers
-    shared_state.stop_checkpointers()
-    assert not shared_state._checkpointers
+    shared_stores(tmp_path)  # the service's stores: one writer for the file
+    assert path.resolve() in shared_state._writers
+    shared_state.stop_writers()
+    assert not shared_state._writers
+
+
+def cards_in_database(path: Path) -> dict[str, str]:
+    db = sqlite3.connect(path / shared_state.FILE_NAME)
+    try:
+        return {str(u): str(r) for u, r in db.execute("SELECT uuid, rule_id FROM card")}
+    finally:
+        db.close()
+
+
+def test_a_hook_calls_cards_are_written_by_the_state_writer_not_by_the_call(tmp_path: Path) -> None:
+    """``remember`` (on every hook call) only buffers; the writer thread writes many calls'
+    cards in one transaction, and a last time when it stops."""
+    writer = shared_state.StateWriter((tmp_path / shared_state.FILE_NAME), every=60.0)
+    db = shared_state.connect(tmp_path)
+    store = shared_state.SqliteFeedbackStore(db)
+    try:
+        for n in range(50):
+            store.remember([card(f"c-{n}-a", "PTP001"), card(f"c-{n}-b", "MUE001")])
+        assert cards_in_database(tmp_path) == {}  # nothing written by the calls themselves
+        assert store.stats()["cardsRemembered"] == 100  # but counted, and known here
+        assert store.knows("c-7-b")
+        writer.add(store)
+        deadline = time.monotonic() + 10
+        while len(cards_in_database(tmp_path)) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        written = cards_in_database(tmp_path)
+        assert len(written) == 100 and written["c-7-b"] == "MUE001"
+        assert store.stats()["cardsRemembered"] == 100  # not counted twice once written
+        store.remember([card("late", "ADD001")])
+    finally:
+        writer.stop()  # the last flush: nothing buffered is lost at shutdown
+    assert cards_in_database(tmp_path)["late"] == "ADD001"
+
+
+def test_cards_stay_buffered_while_the_database_cannot_be_written(tmp_path: Path) -> None:
+    store = shared_state.SqliteFeedbackStore(shared_state.connect(tmp_path))
+    store.remember([card("c-1", "PTP001")])
+    blocker = shared_state.connect(tmp_path)
+    blocker.execute("BEGIN IMMEDIATE")  # another worker holds the write lock
+    writer_db = sqlite3.connect(tmp_path / shared_state.FILE_NAME, timeout=0.05, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError):
+        store.flush(writer_db)
+    assert store.knows("c-1")  # still buffered
+    blocker.execute("ROLLBACK")
+    assert store.flush(writer_db) == 1
+    assert cards_in_database(tmp_path) == {"c-1": "PTP001"}
+
+
+def test_the_buffer_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_state, "MAX_BUFFERED_CARDS", 3)
+    store = shared_state.SqliteFeedbackStore(shared_state.connect(tmp_path))
+    store.remember([card("a", "R1"), card("b", "R1")])
+    store.remember([card("c", "R1"), card("d", "R1")])  # would pass the bound: not kept
+    assert store.knows("b") and not store.knows("c")
+    assert store.flush(shared_state.connect(tmp_path)) == 2
+    store.remember([card("c", "R1")])  # room again once written
+    assert store.knows("c")

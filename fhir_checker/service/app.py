@@ -46,9 +46,9 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         finally:
             await verifier.aclose()
             if cfg.state_dir:
-                from .shared_state import stop_checkpointers
+                from .shared_state import stop_writers
 
-                stop_checkpointers()
+                stop_writers()
 
     app = FastAPI(
         title="fhir-checker",

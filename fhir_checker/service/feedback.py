@@ -40,6 +40,10 @@ class RuleFeedback:
 
 
 class FeedbackStore:
+    #: Seconds feedback on a card this store does not know should wait, once, before the card
+    #: counts as unknown (0 here: every card this process issued is known at once).
+    settle_delay = 0.0
+
     def __init__(self, max_cards: int = 100_000) -> None:
         self.max_cards = max_cards
         self._cards: OrderedDict[str, str] = OrderedDict()
@@ -78,8 +82,16 @@ class FeedbackStore:
     def _cards_remembered(self) -> int:
         return len(self._cards)
 
+    def knows(self, card_id: str) -> bool:
+        return self._rule_of(card_id) is not None
+
     def record(self, body: Any) -> int:
         """Validate and count one feedback request; how many entries it held."""
+        return self.add(self.parse(body))
+
+    @staticmethod
+    def parse(body: Any) -> list[tuple[str, str, dict[str, Any]]]:
+        """(card uuid, outcome, entry) for each entry of a feedback request; 400 when invalid."""
         entries = body.get("feedback") if isinstance(body, dict) else None
         if not isinstance(entries, list) or not entries:
             raise ServiceError(400, "feedback must be an object with a non-empty 'feedback' array")
@@ -92,6 +104,10 @@ class FeedbackStore:
             if e["outcome"] == "accepted" and not isinstance(e.get("acceptedSuggestions", []), list):
                 raise ServiceError(400, f"feedback[{n}].acceptedSuggestions must be an array")
             parsed.append((e["card"], e["outcome"], e))
+        return parsed
+
+    def add(self, parsed: list[tuple[str, str, dict[str, Any]]]) -> int:
+        """Count parsed feedback entries under their cards' rules; how many."""
         for card_id, outcome, e in parsed:
             rule_id = self._rule_of(card_id) or UNKNOWN_RULE
             reason_code = None

@@ -1,0 +1,195 @@
+"""A CDS hook call's body -> what the check needs: the Claim, the prefetched resources, and
+what is still missing (compiled with mypyc: it runs on every hook call).
+
+No I/O here. :mod:`.cds_hooks` reads whatever is missing from ``fhirServer``, runs the
+engine and answers; every check of the body's shape that fails raises a ServiceError (400).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..gather import Gathered
+from ..references import claim_references, second_round_references
+from .errors import ServiceError
+
+HOOK = "org.fhir-checker.claim-create"
+
+
+class HookCall:
+    """The parts of a valid hook request the check reads."""
+
+    def __init__(
+        self,
+        hook_instance: str,
+        server: str | None,
+        token: str | None,
+        have: dict[str, dict[str, Any]],
+        failed: list[str],
+        claim: dict[str, Any] | None,
+        claim_ref: str | None,
+    ) -> None:
+        self.hook_instance = hook_instance
+        self.server = server  # fhirServer: where missing data may be read (if allowed)
+        self.token = token  # fhirAuthorization.access_token, for ``server`` only
+        self.have = have  # prefetched resources by Type/id and fullUrl, Claims left out
+        self.failed = failed  # prefetch keys the client sent as OperationOutcome
+        self.claim = claim  # the Claim, when the context or the prefetch holds it
+        self.claim_ref = claim_ref  # else: the reference to read it by
+
+
+def parse_call(body: Any, server_allowed: Callable[[str], bool]) -> HookCall:
+    """Validate a hook request (parsed JSON) and pick out its parts: ServiceError 400 when it is
+    not valid, 403 when its ``fhirServer`` is not one ``server_allowed`` accepts."""
+    if not isinstance(body, dict):
+        raise ServiceError(400, "a CDS Hooks request is a JSON object")
+    if body.get("hook") != HOOK:
+        raise ServiceError(400, f"this service answers the hook {HOOK!r}, not {str(body.get('hook'))[:80]!r}")
+    hook_instance = body.get("hookInstance")
+    if not isinstance(hook_instance, str):
+        raise ServiceError(400, "hookInstance is required")
+    context = body.get("context")
+    if not isinstance(context, dict):
+        raise ServiceError(400, "context is required")
+    if not isinstance(context.get("patientId"), str):
+        raise ServiceError(400, "context.patientId is required")
+    server, token = fhir_auth(body)
+    if server is not None and not server_allowed(server):
+        # Never call it: otherwise this service is a proxy into any network it can reach.
+        raise ServiceError(403, "fhirServer is not on this service's allowlist", code="forbidden")
+    have, failed = prefetched(body.get("prefetch"))
+    claim, claim_ref = claim_in(context)
+    if claim is None and claim_ref is not None:
+        claim = have.get(claim_ref) or have.get("/".join(claim_ref.rstrip("/").split("/")[-2:]))
+    # One claim per check: the prefetch's Claim is the claim itself, or not ours to check.
+    others = {k: v for k, v in have.items() if v.get("resourceType") != "Claim"}
+    return HookCall(hook_instance, server, token, others, failed, claim, claim_ref)
+
+
+def _key(resource: dict[str, Any]) -> str | None:
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    return f"{rtype}/{rid}" if isinstance(rtype, str) and isinstance(rid, str) else None
+
+
+def prefetched(prefetch: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Resources by ``Type/id`` (and by fullUrl); the prefetch keys that came as OperationOutcome."""
+    have: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
+    if prefetch is None:
+        return have, failed
+    if not isinstance(prefetch, dict):
+        raise ServiceError(400, "prefetch must be an object")
+    for name, value in prefetch.items():
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+            raise ServiceError(400, f"prefetch.{str(name)[:40]} is not a FHIR resource")
+        rtype = value["resourceType"]
+        if rtype == "OperationOutcome":
+            failed.append(str(name)[:40])  # the client could not prefetch it: we read it ourselves
+            continue
+        if rtype == "Bundle":
+            entries = value.get("entry")
+            if entries is not None and not isinstance(entries, list):
+                raise ServiceError(400, f"prefetch.{str(name)[:40]} is a Bundle whose entry is not an array")
+            for entry in entries or []:
+                if not isinstance(entry, dict):
+                    continue
+                res = entry.get("resource")
+                if not isinstance(res, dict) or res.get("resourceType") == "OperationOutcome":
+                    continue
+                key = _key(res)
+                if key:
+                    have.setdefault(key, res)
+                full_url = entry.get("fullUrl")
+                if isinstance(full_url, str):
+                    have.setdefault(full_url, res)
+            continue
+        key = _key(value)
+        if key:
+            have.setdefault(key, value)
+    return have, failed
+
+
+def _reference(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str):
+            return ref.strip() or None
+    return None
+
+
+def claim_in(context: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(the Claim resource, or None) and the reference to read it by."""
+    claim = context.get("claim")
+    if isinstance(claim, dict) and claim.get("resourceType") == "Claim":
+        return claim, None
+    if isinstance(claim, dict) and claim.get("resourceType") is not None:
+        raise ServiceError(400, "context.claim must be a Claim or a reference to one")
+    ref = _reference(claim)
+    claim_id = context.get("claimId")
+    if ref is None and isinstance(claim_id, str):
+        ref = f"Claim/{claim_id}"
+    if ref is None:
+        raise ServiceError(400, "context.claim is required: the Claim resource or a reference to it")
+    return None, ref
+
+
+def fhir_auth(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(fhirServer, the bearer token for it), each None when not given."""
+    server = body.get("fhirServer")
+    if server is not None and not isinstance(server, str):
+        raise ServiceError(400, "fhirServer must be a URL")
+    auth = body.get("fhirAuthorization")
+    if auth is None:
+        return server, None
+    if not isinstance(auth, dict) or not isinstance(auth.get("access_token"), str):
+        raise ServiceError(400, "fhirAuthorization must be an object with access_token")
+    if str(auth.get("token_type", "Bearer")).lower() != "bearer":
+        raise ServiceError(400, "fhirAuthorization.token_type must be Bearer")
+    if server is None:
+        raise ServiceError(400, "fhirAuthorization was given without fhirServer")
+    token: str = auth["access_token"]
+    return server, token
+
+
+def local_gather(claim: dict[str, Any], have: dict[str, dict[str, Any]]) -> Gathered:
+    """What we can assemble without a FHIR server: the Claim, the prefetch, what is missing."""
+    raw_contained = claim.get("contained")
+    contained: set[str] = set()
+    if isinstance(raw_contained, list):
+        for c in raw_contained:
+            if isinstance(c, dict):
+                contained.add(f"#{c.get('id')}")
+    entries: list[dict[str, Any]] = [{"resource": claim}]
+    urls: dict[int, str | None] = {}  # resource -> a fullUrl (urn: or absolute) it was given as
+    resources: dict[int, dict[str, Any]] = {}
+    for key, res in have.items():
+        rid = id(res)
+        resources[rid] = res
+        if ":" in key and urls.get(rid) is None:
+            urls[rid] = key
+        elif rid not in urls:
+            urls[rid] = None
+    refs = claim_references(claim)
+    for rid, res in resources.items():
+        url = urls[rid]
+        entries.append({"fullUrl": url, "resource": res} if url else {"resource": res})
+        refs.extend(second_round_references(res))
+    missing: list[str] = []
+    for ref in dict.fromkeys(refs):
+        if ref in contained or ref in have:
+            continue
+        parts = ref.rstrip("/").split("/")
+        if len(parts) >= 2 and f"{parts[-2]}/{parts[-1]}" in have:
+            continue
+        missing.append(f"{ref} (not in the prefetch; no fhirServer to read it from)")
+    return Gathered({"resourceType": "Bundle", "type": "collection", "entry": entries}, missing)
+
+
+def required_missing(missing: list[str]) -> list[str]:
+    """Missing data the check cannot do without. A Coverage's payor Organization is not needed."""
+    return [m for m in missing if not m.startswith("Organization/")]
