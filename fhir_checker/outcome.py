@@ -17,7 +17,8 @@ def issue(f: Finding) -> dict[str, Any]:
     if f.category:
         coding.append({"system": CATEGORY_SYSTEM, "code": f.category})
     out: dict[str, Any] = {
-        "severity": f.severity.value,
+        # _value_, not .value: the same str, without enum's property (interpreted Python) per issue
+        "severity": f.severity._value_,
         "code": f.issue_type,
         "details": {"coding": coding, "text": f.message},
     }

@@ -10,6 +10,7 @@ import random
 from datetime import date
 from typing import Any
 
+import orjson
 import pytest
 
 from fhir_checker.loader import BadInput, check_depth
@@ -113,3 +114,38 @@ def test_code_validity_memo_answers_as_the_spans_do() -> None:
 def test_warm_tables_are_out_of_the_collectors_sight() -> None:
     get_tables().warm()
     assert gc.get_freeze_count() > 100_000
+
+
+def test_the_local_reference_check_agrees_with_the_walk_that_reports() -> None:
+    """REF001's fast check (no paths) answers True exactly when its reporting walk finds
+    no dangling local reference: references put at random places and depths, some resolvable,
+    some dangling, some under ``contained`` (which the walk leaves to the contained resource)."""
+    from conftest import load_fixture
+
+    from fhir_checker.loader import load
+    from fhir_checker.references import ReferenceIndex, is_local_only
+    from fhir_checker.rules.references import _all_references, _local_references_resolve
+
+    rnd = random.Random(11)
+    base = load_fixture("port-placement-aml.json")
+    kinds = {"dangling": 0, "clean": 0}
+    for _ in range(400):
+        bundle: dict[str, Any] = orjson.loads(orjson.dumps(base))
+        claim = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Claim")
+        urls = [e["fullUrl"] for e in bundle["entry"] if str(e.get("fullUrl", "")).startswith("urn:")]
+        for _ in range(rnd.randint(0, 3)):
+            ref = rnd.choice([*urls, "urn:uuid:nowhere", "#nothing", "Patient/remote"])
+            target = claim
+            for _ in range(rnd.randint(0, 3)):  # somewhere deeper
+                key = rnd.choice(["item", "extension", "contained", "supportingInfo"])
+                child: dict[str, Any] = {}
+                target.setdefault(key, []).append(child)
+                target = child
+            target["reference"] = ref
+        doc = load(bundle)
+        refs = ReferenceIndex(doc)
+        walked = [r for _, r in _all_references(doc.claim, "Claim") if is_local_only(r)]
+        dangling = any(refs.resolve(r, "Claim") is None for r in walked)
+        assert _local_references_resolve(doc.claim, refs) is not dangling
+        kinds["dangling" if dangling else "clean"] += 1
+    assert min(kinds.values()) > 25, kinds  # both answers were tried

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-
 from ..context import ClaimContext
 from ..findings import Finding
-from ..references import Resolved, is_local_only
+from ..references import ReferenceIndex, Resolved, is_local_only
 from ..registry import Rule, rule
 
 #: Claim elements whose targets the checks read, and the resource types they may point at.
@@ -104,24 +101,22 @@ def _all_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
             )
 
 
-_REFERENCE_VALUE = re.compile(rb'"reference":"((?:#|urn:uuid:|urn:oid:)[^"]*)"')
-
-
-def _local_references_resolve(ctx: ClaimContext) -> bool:
-    """True when every local reference anywhere in the claim resolves.
-
-    One C-speed scan of the serialised claim instead of a Python walk of it. It sees a
-    superset of what the walk checks (contained resources too), so True means the walk
-    would find nothing; False (or an escaped value) falls back to the walk.
-    """
-    try:
-        text = orjson.dumps(ctx.claim)
-    except TypeError:  # a dict input holding values JSON cannot carry: walk it instead
-        return False
-    for m in _REFERENCE_VALUE.finditer(text):
-        value = m.group(1)
-        if b"\\" in value or ctx.refs.resolve(value.decode(), "Claim") is None:
+def _local_references_resolve(node: object, refs: ReferenceIndex) -> bool:
+    """True when every local reference :func:`_all_references` would find under ``node``
+    resolves: the same walk, compiled and recursive, with no paths built (the loader has
+    bounded the depth). Only when it is False does REF001 walk again, for the paths."""
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str) and is_local_only(ref) and refs.resolve(ref, "Claim") is None:
             return False
+        for k, v in node.items():
+            nested = isinstance(v, dict) or isinstance(v, list)
+            if nested and k != "contained" and not _local_references_resolve(v, refs):
+                return False
+    elif isinstance(node, list):
+        for v in node:
+            if (isinstance(v, dict) or isinstance(v, list)) and not _local_references_resolve(v, refs):
+                return False
     return True
 
 
@@ -151,8 +146,8 @@ def dangling_local_reference(ctx: ClaimContext, r: Rule) -> Iterator[Finding]:
     Include the referenced resource in the Bundle (or ``contained``), or correct the
     reference.
     """
-    if _local_references_resolve(ctx):
-        return  # fast path: nothing can dangle, no need to walk the claim for paths
+    if _local_references_resolve(ctx.claim, ctx.refs):
+        return  # fast path: nothing dangles, no need to walk the claim for paths
     for path, ref in _all_references(ctx.claim, "Claim"):
         if is_local_only(ref) and ctx.refs.resolve(ref, "Claim") is None:
             yield r.finding(

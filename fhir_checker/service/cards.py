@@ -273,7 +273,7 @@ def card(finding: Finding, claim: dict[str, Any], *, source: dict[str, Any], bas
             FINDING_EXTENSION: {
                 "ruleId": finding.rule_id,
                 "category": finding.category,
-                "severity": finding.severity.value,
+                "severity": finding.severity._value_,  # .value is an interpreted property
                 "expression": finding.expression,
                 "line": finding.line,
                 "lineLabel": label,

@@ -44,6 +44,11 @@ class Validity:
     status: str  # "valid", "unknown", "not-yet-valid", "ended"
     spans: tuple[Span, ...] = ()
 
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(self, status: str, spans: tuple[Span, ...] = ()) -> None:
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "spans", spans)
+
 
 class CodeSpans:
     """Validity spans per code; lookups are dict hits."""

@@ -450,6 +450,12 @@ class AddonEdit:
     edit_type: int
     primaries: tuple[str, ...]
 
+    # Written out so that mypyc compiles it (a generated __init__ runs interpreted, ~10x slower).
+    def __init__(self, addon: str, edit_type: int, primaries: tuple[str, ...]) -> None:
+        object.__setattr__(self, "addon", addon)
+        object.__setattr__(self, "edit_type", edit_type)
+        object.__setattr__(self, "primaries", primaries)
+
 
 def write_addons(rows: Iterable[AddonRow], path: Path) -> int:
     return _write_tsv_gz(
