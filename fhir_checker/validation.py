@@ -18,6 +18,34 @@ from .loader import Entry, InputDocument
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _DATETIME = re.compile(r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$")
+
+# The same dates come back claim after claim: a regex match is ~1.5k instructions, a memo hit
+# a dict lookup. Bounded (cleared when full), and only for strings of a date's length.
+_DATES_SEEN: dict[str, bool] = {}
+_DATETIMES_SEEN: dict[str, bool] = {}
+_SEEN_LIMIT = 50_000
+
+
+def _matches(memo: dict[str, bool], pattern: re.Pattern[str], text: str) -> bool:
+    if len(text) > 40:
+        return bool(pattern.match(text))
+    hit = memo.get(text)
+    if hit is None:
+        hit = bool(pattern.match(text))
+        if len(memo) >= _SEEN_LIMIT:
+            memo.clear()
+        memo[text] = hit
+    return hit
+
+
+def _is_date(v: Any) -> bool:
+    return isinstance(v, str) and _matches(_DATES_SEEN, _DATE, v)
+
+
+def _is_datetime(v: Any) -> bool:
+    return isinstance(v, str) and _matches(_DATETIMES_SEEN, _DATETIME, v)
+
+
 _CLAIM_STATUS = {"active", "cancelled", "draft", "entered-in-error"}
 _CLAIM_USE = {"claim", "preauthorization", "predetermination"}
 _CHECKED_TYPES = {
@@ -118,7 +146,7 @@ def quick_claim_ok(claim: dict[str, Any]) -> bool:
     if not (_reference_ok(claim.get("patient")) and _reference_ok(claim.get("provider"))):
         return False
     created = claim.get("created")
-    if not isinstance(created, str) or not _DATETIME.match(created):
+    if not _is_datetime(created):
         return False
     ins = claim.get("insurance")
     if not isinstance(ins, list) or not ins:
@@ -138,13 +166,17 @@ def quick_claim_ok(claim: dict[str, Any]) -> bool:
         for x in v:
             if not isinstance(x, dict):
                 return False
-    for d in claim.get("diagnosis", []):
+    # Typed: checked above to be lists of objects, and typed, mypyc reads them with dict
+    # primitives instead of generic method calls.
+    diagnoses: list[dict[str, Any]] = claim.get("diagnosis", [])
+    items: list[dict[str, Any]] = claim.get("item", [])
+    for d in diagnoses:
         if not _is_int(d.get("sequence")) or not (
             _concept_ok(d.get("diagnosisCodeableConcept")) ^ _reference_ok(d.get("diagnosisReference"))
         ):
             return False
-    for item in claim.get("item", []):
-        seq = item.get("sequence")
+    for item in items:
+        seq: Any = item.get("sequence")
         if not _is_int(seq) or seq < 1:
             return False
         if not _concept_ok(item.get("productOrService")):
@@ -167,7 +199,7 @@ def quick_claim_ok(claim: dict[str, Any]) -> bool:
             if not (isinstance(qv, int) or isinstance(qv, float)) or isinstance(qv, bool):
                 return False
         sd = item.get("servicedDate")
-        if sd is not None and not (isinstance(sd, str) and _DATE.match(sd)):
+        if sd is not None and not _is_date(sd):
             return False
         if "servicedDate" in item and "servicedPeriod" in item:
             return False
@@ -181,10 +213,7 @@ def quick_claim_ok(claim: dict[str, Any]) -> bool:
 def _period_ok(p: Any) -> bool:
     if not isinstance(p, dict):
         return False
-    for k in ("start", "end"):
-        if k in p and not (isinstance(p[k], str) and _DATETIME.match(p[k])):
-            return False
-    return True
+    return ("start" not in p or _is_datetime(p["start"])) and ("end" not in p or _is_datetime(p["end"]))
 
 
 def quick_resource_ok(res: dict[str, Any]) -> bool:
@@ -192,9 +221,12 @@ def quick_resource_ok(res: dict[str, Any]) -> bool:
     rt = res.get("resourceType")
     if rt == "Patient":
         bd = res.get("birthDate")
-        return (bd is None or (isinstance(bd, str) and bool(_DATE.match(bd)))) and res.get(
-            "gender", "unknown"
-        ) in ("male", "female", "other", "unknown")
+        return (bd is None or _is_date(bd)) and res.get("gender", "unknown") in (
+            "male",
+            "female",
+            "other",
+            "unknown",
+        )
     if rt == "Procedure":
         return (
             _member(res.get("status"), _PROCEDURE_STATUS)

@@ -149,3 +149,18 @@ def test_the_local_reference_check_agrees_with_the_walk_that_reports() -> None:
         assert _local_references_resolve(doc.claim, refs) is not dangling
         kinds["dangling" if dangling else "clean"] += 1
     assert min(kinds.values()) > 25, kinds  # both answers were tried
+
+
+def test_the_date_shape_memo_answers_as_the_patterns_do() -> None:
+    from fhir_checker import validation
+
+    rnd = random.Random(3)
+    pieces = ["2026", "-03", "-10", "T09:30", ":00", ".5", "Z", "+01:00", "\n", "x", "-1", " "]
+    texts = ["".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 6))) for _ in range(3000)]
+    texts += ["2026-03-10", "2026-03-10T09:30:00Z", "9" * 60]
+    for _ in range(2):  # the second round answers from the memo
+        for text in texts:
+            assert validation._is_date(text) is bool(validation._DATE.match(text)), text
+            assert validation._is_datetime(text) is bool(validation._DATETIME.match(text)), text
+    assert any(validation._is_date(t) for t in texts) and not all(validation._is_date(t) for t in texts)
+    assert validation._is_date(None) is False and validation._is_datetime(20260310) is False
