@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -163,17 +164,21 @@ def test_line_label_survives_a_malformed_product_or_service(product: Any) -> Non
     assert line_label(c, 0) == "Line 1"
 
 
-def test_card_uuids_are_random_version_4_uuids() -> None:
+def test_card_uuids_are_unique_time_ordered_version_7_uuids() -> None:
+    before = time.time_ns() // 1_000_000
     made = [new_uuid() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
     assert len(set(made)) == len(made)
     for text in made[:200]:
         parsed = uuid.UUID(text)
         assert str(parsed) == text  # canonical form: lower-case hex, 8-4-4-4-12
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
-    # Every bit outside the version and variant ones varies (none is stuck at 0 or 1).
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= parsed.int >> 80 <= after  # its first 48 bits: the Unix milliseconds
     ints = [uuid.UUID(t).int for t in made]
-    fixed = (0xF << 76) | (0x3 << 62)
+    assert [i >> 80 for i in ints] == sorted(i >> 80 for i in ints)  # in time order
+    # Every one of the 74 random bits varies (none is stuck at 0 or 1).
+    random_bits = ((1 << 80) - 1) & ~((0xF << 76) | (0x3 << 62))
     varying = 0
     for value in ints:
-        varying |= value ^ ints[0]
-    assert varying == ((1 << 128) - 1) & ~fixed
+        varying |= (value ^ ints[0]) & random_bits
+    assert varying == random_bits

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,11 +91,15 @@ def source_label(outcome: dict[str, Any]) -> str:
 
 
 def new_uuid() -> str:
-    """A random (version 4) UUID, as text: what ``str(uuid.uuid4())`` gives, at a fifth of the
-    cost (one per card and per suggestion)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    """A time-ordered UUID (version 7, RFC 9562: 48 bits of Unix milliseconds, 74 random bits),
+    as text, at a fifth of the cost of ``str(uuid.uuid4())`` (one per card and suggestion).
+
+    Time-ordered because the shared card table is keyed by it: random keys land all over its
+    index, so each write of a batch of cards dirtied a page per card (WAL and checkpoint
+    traffic); these land at the index's end."""
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 / 9562 variant
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

