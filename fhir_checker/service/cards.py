@@ -2,9 +2,10 @@
 
 One card per finding, naming the claim line it belongs to. A suggestion is offered only
 where the finding carries a Fix (the rule is certain of the correction); its one action is
-a FHIR ``update`` of the whole Claim with the fix applied. Compiled with mypyc (every hook
-answer is built here); so ``isinstance`` takes one type at a time, not a ``X | Y`` union,
-which compiled code builds anew on each call.
+a FHIR ``update`` of the whole Claim with the fix applied. Written to be compiled with mypyc
+(every hook answer is built here; not in the compiled set yet, as it lives in the web
+package): ``isinstance`` takes one type at a time, not a ``X | Y`` union, which compiled code
+builds anew on each call.
 """
 
 from __future__ import annotations

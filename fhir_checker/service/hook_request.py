@@ -1,5 +1,7 @@
 """A CDS hook call's body -> what the check needs: the Claim, the prefetched resources, and
-what is still missing (compiled with mypyc: it runs on every hook call).
+what is still missing. Written to be compiled with mypyc (plain loops, typed); it is not in
+the compiled set yet: it imports the web layer (ServiceError), which mypyc's isolated build
+environment does not have.
 
 No I/O here. :mod:`.cds_hooks` reads whatever is missing from ``fhirServer``, runs the
 engine and answers; every check of the body's shape that fails raises a ServiceError (400).
