@@ -44,6 +44,8 @@ COMPILED = [
     "fhir_checker/tables/codesets.py",
     "fhir_checker/tables/attributes.py",
     "fhir_checker/tables/drugs.py",
+    "fhir_checker/hook_cards.py",
+    "fhir_checker/hook_request.py",
     *sorted(
         str(p.relative_to(ROOT)) for p in (ROOT / "fhir_checker" / "rules").glob("*.py") if p.name != "__init__.py"
     ),

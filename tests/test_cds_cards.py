@@ -11,7 +11,7 @@ from conftest import claim_of, load_fixture
 from test_cds_hooks import check_card
 
 from fhir_checker.findings import Finding, Fix, Severity
-from fhir_checker.service.cards import apply_fix, card, cards_response, line_label, new_uuid
+from fhir_checker.hook_cards import apply_fix, card, cards_response, line_label, new_uuid
 
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 SOURCE = {"label": "fhir-checker test@1", "url": "https://x.example/rules"}
@@ -142,7 +142,7 @@ def test_fixes_keep_net_and_total_consistent() -> None:
 
 
 def test_summary_names_the_line_once() -> None:
-    from fhir_checker.service.cards import _summary
+    from fhir_checker.hook_cards import _summary
 
     assert _summary("Line 6 (J0690)", "Line 6 bills J0690 x 2, but the dose is 4 units.") == (
         "Line 6 (J0690) bills J0690 x 2, but the dose is 4 units."

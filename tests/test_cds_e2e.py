@@ -16,8 +16,8 @@ from test_cds_hooks import HOOK, HOOK_URL, check_response
 
 import fhir_checker
 from fhir_checker.codes import CPT, HCPCS
+from fhir_checker.hook_cards import FINDING_EXTENSION, OUTCOME_EXTENSION
 from fhir_checker.service import ServiceConfig, create_app
-from fhir_checker.service.cards import FINDING_EXTENSION, OUTCOME_EXTENSION
 
 SERVICE = "http://testserver"  # the TestClient's host: card links must resolve on it
 

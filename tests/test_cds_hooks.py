@@ -15,8 +15,8 @@ from conftest import assert_valid_outcome, load_fixture
 from fastapi.testclient import TestClient
 from test_gather import server_copy
 
+from fhir_checker.hook_cards import OUTCOME_EXTENSION
 from fhir_checker.service import ServiceConfig, create_app
-from fhir_checker.service.cards import OUTCOME_EXTENSION
 
 BASE = "https://fhir.example.org/r4"
 HOOK_URL = "/cds-services/claim-precheck"

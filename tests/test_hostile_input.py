@@ -31,8 +31,8 @@ from strategies import SLOW_DERANDOMIZE, TODAY, claim_or_self, claims, json_valu
 import fhir_checker
 from fhir_checker.cli import main
 from fhir_checker.hapi.receiver import install
+from fhir_checker.hook_cards import OUTCOME_EXTENSION
 from fhir_checker.service import ServiceConfig, create_app
-from fhir_checker.service.cards import OUTCOME_EXTENSION
 
 FHIR = {"content-type": "application/fhir+json"}
 PRECHECK = "/fhir/Claim/$precheck"

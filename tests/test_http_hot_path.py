@@ -10,10 +10,10 @@ from conftest import FIXTURES
 from fastapi.testclient import TestClient
 
 from fhir_checker.findings import Fix
+from fhir_checker.hook_cards import apply_fix, json_copy
 from fhir_checker.loader import Limits
 from fhir_checker.service import fhir_operation
 from fhir_checker.service.app import create_app
-from fhir_checker.service.cards import apply_fix, json_copy
 from fhir_checker.service.config import ServiceConfig
 
 

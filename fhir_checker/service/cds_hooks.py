@@ -28,11 +28,11 @@ from starlette.responses import Response
 from ..engine import run as run_engine
 from ..fhirclient import FhirClient, FhirError
 from ..gather import Gathered, gather_claim
+from ..hook_cards import cards_response
+from ..hook_request import HOOK, HookCallError, local_gather, parse_call, required_missing
 from ..loader import BadInput, Limits, load
 from .body import read_json
-from .cards import cards_response
 from .errors import ServiceError, error_outcome, fhir_response
-from .hook_request import HOOK, local_gather, parse_call, required_missing
 
 log = logging.getLogger("fhir_checker.service.cds")
 
@@ -155,10 +155,13 @@ async def call_hook(request: Request) -> Response:
     cfg = request.app.state.config
     started = time.monotonic()
     await _authenticate(request, f"/cds-services/{SERVICE_ID}")
-    call = parse_call(await read_json(request, cfg.max_body_bytes), cfg.fhir_server_allowed)
+    try:
+        call = parse_call(await read_json(request, cfg.max_body_bytes), cfg.fhir_server_allowed)
+    except HookCallError as exc:
+        raise ServiceError(exc.status, exc.text, code=exc.code) from None
     claim, have, server = call.claim, call.have, call.server
     if claim is not None:
-        gathered = local_gather(claim, have)
+        gathered = Gathered(*local_gather(claim, have))
         if required_missing(gathered.missing) and server is not None:
             gathered = await _within_budget(_from_server, cfg, started, server, call.token, claim, None, have)
     elif server is not None:

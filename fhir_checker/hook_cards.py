@@ -2,10 +2,12 @@
 
 One card per finding, naming the claim line it belongs to. A suggestion is offered only
 where the finding carries a Fix (the rule is certain of the correction); its one action is
-a FHIR ``update`` of the whole Claim with the fix applied. Written to be compiled with mypyc
-(every hook answer is built here; not in the compiled set yet, as it lives in the web
-package): ``isinstance`` takes one type at a time, not a ``X | Y`` union, which compiled code
-builds anew on each call.
+a FHIR ``update`` of the whole Claim with the fix applied.
+
+Compiled with mypyc (every hook answer is built here), so it stays out of the web package
+and imports no web framework: the compiled build type-checks what it imports, in pip's
+isolated build environment, which has none. ``isinstance`` takes one type at a time, not an
+``X | Y`` union, which compiled code builds anew on each call.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from ..findings import Finding, Fix, Severity
-from ..outcome import CONTEXT_EXTENSION, RULE_SYSTEM
-from ..values import as_dict, as_list
+from .findings import Finding, Fix, Severity
+from .outcome import CONTEXT_EXTENSION, RULE_SYSTEM
+from .values import as_dict, as_list
 
 SUMMARY_MAX = 139  # CDS Hooks: summary under 140 characters
 INDICATOR = {

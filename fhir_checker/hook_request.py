@@ -1,10 +1,10 @@
 """A CDS hook call's body -> what the check needs: the Claim, the prefetched resources, and
-what is still missing. Written to be compiled with mypyc (plain loops, typed); it is not in
-the compiled set yet: it imports the web layer (ServiceError), which mypyc's isolated build
-environment does not have.
+what is still missing (compiled with mypyc: it runs on every hook call).
 
-No I/O here. :mod:`.cds_hooks` reads whatever is missing from ``fhirServer``, runs the
-engine and answers; every check of the body's shape that fails raises a ServiceError (400).
+No I/O and no web framework here (the compiled build type-checks what it imports, in pip's
+isolated build environment, which has none): :mod:`.service.cds_hooks` reads whatever is
+missing from ``fhirServer``, runs the engine and answers. A body that is not a valid call
+raises :class:`HookCallError`, which the service answers as an OperationOutcome.
 """
 
 from __future__ import annotations
@@ -12,11 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..gather import Gathered
-from ..references import claim_references, second_round_references
-from .errors import ServiceError
+from .references import claim_references, second_round_references
 
 HOOK = "org.fhir-checker.claim-create"
+
+
+class HookCallError(Exception):
+    """The request is not a valid call: ``status`` 400 (or 403 for a server off the allowlist)."""
+
+    def __init__(self, status: int, text: str, code: str | None = None) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.code = code
 
 
 class HookCall:
@@ -42,24 +50,26 @@ class HookCall:
 
 
 def parse_call(body: Any, server_allowed: Callable[[str], bool]) -> HookCall:
-    """Validate a hook request (parsed JSON) and pick out its parts: ServiceError 400 when it is
+    """Validate a hook request (parsed JSON) and pick out its parts: HookCallError 400 when it is
     not valid, 403 when its ``fhirServer`` is not one ``server_allowed`` accepts."""
     if not isinstance(body, dict):
-        raise ServiceError(400, "a CDS Hooks request is a JSON object")
+        raise HookCallError(400, "a CDS Hooks request is a JSON object")
     if body.get("hook") != HOOK:
-        raise ServiceError(400, f"this service answers the hook {HOOK!r}, not {str(body.get('hook'))[:80]!r}")
+        raise HookCallError(
+            400, f"this service answers the hook {HOOK!r}, not {str(body.get('hook'))[:80]!r}"
+        )
     hook_instance = body.get("hookInstance")
     if not isinstance(hook_instance, str):
-        raise ServiceError(400, "hookInstance is required")
+        raise HookCallError(400, "hookInstance is required")
     context = body.get("context")
     if not isinstance(context, dict):
-        raise ServiceError(400, "context is required")
+        raise HookCallError(400, "context is required")
     if not isinstance(context.get("patientId"), str):
-        raise ServiceError(400, "context.patientId is required")
+        raise HookCallError(400, "context.patientId is required")
     server, token = fhir_auth(body)
     if server is not None and not server_allowed(server):
         # Never call it: otherwise this service is a proxy into any network it can reach.
-        raise ServiceError(403, "fhirServer is not on this service's allowlist", code="forbidden")
+        raise HookCallError(403, "fhirServer is not on this service's allowlist", code="forbidden")
     have, failed = prefetched(body.get("prefetch"))
     claim, claim_ref = claim_in(context)
     if claim is None and claim_ref is not None:
@@ -81,12 +91,12 @@ def prefetched(prefetch: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
     if prefetch is None:
         return have, failed
     if not isinstance(prefetch, dict):
-        raise ServiceError(400, "prefetch must be an object")
+        raise HookCallError(400, "prefetch must be an object")
     for name, value in prefetch.items():
         if value is None:
             continue
         if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
-            raise ServiceError(400, f"prefetch.{str(name)[:40]} is not a FHIR resource")
+            raise HookCallError(400, f"prefetch.{str(name)[:40]} is not a FHIR resource")
         rtype = value["resourceType"]
         if rtype == "OperationOutcome":
             failed.append(str(name)[:40])  # the client could not prefetch it: we read it ourselves
@@ -94,7 +104,7 @@ def prefetched(prefetch: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
         if rtype == "Bundle":
             entries = value.get("entry")
             if entries is not None and not isinstance(entries, list):
-                raise ServiceError(400, f"prefetch.{str(name)[:40]} is a Bundle whose entry is not an array")
+                raise HookCallError(400, f"prefetch.{str(name)[:40]} is a Bundle whose entry is not an array")
             for entry in entries or []:
                 if not isinstance(entry, dict):
                     continue
@@ -130,13 +140,13 @@ def claim_in(context: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None
     if isinstance(claim, dict) and claim.get("resourceType") == "Claim":
         return claim, None
     if isinstance(claim, dict) and claim.get("resourceType") is not None:
-        raise ServiceError(400, "context.claim must be a Claim or a reference to one")
+        raise HookCallError(400, "context.claim must be a Claim or a reference to one")
     ref = _reference(claim)
     claim_id = context.get("claimId")
     if ref is None and isinstance(claim_id, str):
         ref = f"Claim/{claim_id}"
     if ref is None:
-        raise ServiceError(400, "context.claim is required: the Claim resource or a reference to it")
+        raise HookCallError(400, "context.claim is required: the Claim resource or a reference to it")
     return None, ref
 
 
@@ -144,22 +154,23 @@ def fhir_auth(body: dict[str, Any]) -> tuple[str | None, str | None]:
     """(fhirServer, the bearer token for it), each None when not given."""
     server = body.get("fhirServer")
     if server is not None and not isinstance(server, str):
-        raise ServiceError(400, "fhirServer must be a URL")
+        raise HookCallError(400, "fhirServer must be a URL")
     auth = body.get("fhirAuthorization")
     if auth is None:
         return server, None
     if not isinstance(auth, dict) or not isinstance(auth.get("access_token"), str):
-        raise ServiceError(400, "fhirAuthorization must be an object with access_token")
+        raise HookCallError(400, "fhirAuthorization must be an object with access_token")
     if str(auth.get("token_type", "Bearer")).lower() != "bearer":
-        raise ServiceError(400, "fhirAuthorization.token_type must be Bearer")
+        raise HookCallError(400, "fhirAuthorization.token_type must be Bearer")
     if server is None:
-        raise ServiceError(400, "fhirAuthorization was given without fhirServer")
+        raise HookCallError(400, "fhirAuthorization was given without fhirServer")
     token: str = auth["access_token"]
     return server, token
 
 
-def local_gather(claim: dict[str, Any], have: dict[str, dict[str, Any]]) -> Gathered:
-    """What we can assemble without a FHIR server: the Claim, the prefetch, what is missing."""
+def local_gather(claim: dict[str, Any], have: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """What we can assemble without a FHIR server: a collection Bundle of the Claim and the
+    prefetch, and the references still missing."""
     raw_contained = claim.get("contained")
     contained: set[str] = set()
     if isinstance(raw_contained, list):
@@ -189,7 +200,7 @@ def local_gather(claim: dict[str, Any], have: dict[str, dict[str, Any]]) -> Gath
         if len(parts) >= 2 and f"{parts[-2]}/{parts[-1]}" in have:
             continue
         missing.append(f"{ref} (not in the prefetch; no fhirServer to read it from)")
-    return Gathered({"resourceType": "Bundle", "type": "collection", "entry": entries}, missing)
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}, missing
 
 
 def required_missing(missing: list[str]) -> list[str]:
