@@ -117,3 +117,77 @@ def test_written_out_inits_build_what_the_dataclass_would() -> None:
         a.rule_id = "X"  # type: ignore[misc]
     coding = Coding(None, "99213", "Claim.item[0].productOrService.coding[0]")
     assert hash(coding) == hash(Coding(None, "99213", "Claim.item[0].productOrService.coding[0]"))
+
+
+#: Runtime dependencies that are not build requirements (pyproject.toml [build-system]), so
+#: pip's isolated build environment lacks them: mypyc type-checks every module a compiled
+#: module imports (and its packages' ``__init__``) and fails the install on one it cannot find.
+_NOT_IN_THE_BUILD_ENVIRONMENT = ("fastapi", "starlette", "httpx", "uvicorn", "respx", "rich")
+
+
+def _compiled_sources() -> list[str]:
+    tree = ast.parse((PACKAGE.parent / "setup.py").read_text(encoding="utf-8"))
+    listed = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "COMPILED" for t in node.targets)
+    )
+    assert isinstance(listed, ast.List)
+    sources = [e.value for e in listed.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    sources += [
+        str(p.relative_to(PACKAGE.parent))
+        for p in (PACKAGE / "rules").glob("*.py")
+        if p.name != "__init__.py"
+    ]
+    return sources
+
+
+def _module_file(name: str) -> Path | None:
+    base = PACKAGE.parent / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{a.name}" for a in node.names)  # ``from . import x``
+    return found
+
+
+def test_compiled_modules_import_nothing_the_build_environment_lacks() -> None:
+    """A compiled module must not reach FastAPI, httpx ... through its imports (transitively,
+    parent packages included): ``pip install`` in a clean checkout would fail at the compile.
+    (A warm ``.mypy_cache`` hides this locally, which is how it once reached CI.)"""
+    todo = [s.removesuffix(".py").replace("/", ".") for s in _compiled_sources()]
+    assert "fhir_checker.hook_cards" in todo and "fhir_checker.engine" in todo
+    seen: dict[str, str] = {m: m for m in todo}  # module -> the compiled module that reaches it
+    while todo:
+        module = todo.pop()
+        parts = module.split(".")
+        parents = [".".join(parts[:n]) for n in range(1, len(parts))]
+        for name in [module, *parents]:
+            path = _module_file(name)
+            if path is None:
+                continue
+            for imported in _imports(path, name):
+                top = imported.split(".")[0]
+                assert top not in _NOT_IN_THE_BUILD_ENVIRONMENT, (
+                    f"{seen[module]} reaches {imported} (through {name})"
+                )
+                if top == "fhir_checker" and imported not in seen and _module_file(imported):
+                    seen[imported] = seen[module]
+                    todo.append(imported)
