@@ -139,7 +139,9 @@ def make_cli_prop(workdir: Callable[[], Path]) -> Callable[[tuple[str, list[Any]
                 path.write_bytes(as_sent(data))
                 paths.append(str(path))
             code, out = run_cli([*base, *paths])
-        lines = [out] if len(inputs) == 1 else out.splitlines()
+        # NDJSON lines end at "\n" only: str.splitlines() also splits at U+0085, U+2028 ...,
+        # which JSON strings carry unescaped (orjson escapes only control characters).
+        lines = [out] if len(inputs) == 1 else out.removesuffix("\n").split("\n")
         assert len(lines) == len(inputs), out[:500]
         outcomes = [orjson.loads(line) for line in lines]
         for outcome in outcomes:
