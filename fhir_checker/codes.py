@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .values import memoised_match
+
 CPT = "http://www.ama-assn.org/go/cpt"
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 HCPCS_OID = "urn:oid:2.16.840.1.113883.6.285"
@@ -47,15 +49,8 @@ _SHAPES_LIMIT = 100_000
 
 
 def _shape(memo: dict[str, bool], pattern: re.Pattern[str], code: str) -> bool:
-    if len(code) > 16:  # no code is this long: not worth keeping (nor its memory)
-        return bool(pattern.match(code))
-    hit = memo.get(code)
-    if hit is None:
-        hit = bool(pattern.match(code))
-        if len(memo) >= _SHAPES_LIMIT:
-            memo.clear()
-        memo[code] = hit
-    return hit
+    # No code is over 16 characters: such a text is answered, not kept.
+    return memoised_match(memo, pattern, code, 16, _SHAPES_LIMIT)
 
 
 def is_cpt_format(code: str) -> bool:

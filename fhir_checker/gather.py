@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fhirclient import FhirClient, FhirError
-from .references import claim_references, json_objects, second_round_references
+from .references import claim_references, json_objects, resource_key, second_round_references
 
 __all__ = ["Gathered", "claim_references", "gather_claim", "second_round_references"]
 
@@ -33,11 +33,6 @@ class Gathered:
         return {ref: e for ref, e in self.errors.items() if not e.gone}
 
 
-def _key(resource: dict[str, Any]) -> str | None:
-    rtype, rid = resource.get("resourceType"), resource.get("id")
-    return f"{rtype}/{rid}" if isinstance(rtype, str) and isinstance(rid, str) else None
-
-
 class _Found:
     """Resources found so far, by every key a reference may use for them."""
 
@@ -47,7 +42,7 @@ class _Found:
         self.order: list[tuple[str, dict[str, Any]]] = []  # (fullUrl, resource), first seen first
 
     def add(self, resource: dict[str, Any], *, as_key: str | None = None) -> None:
-        key = _key(resource)
+        key = resource_key(resource)
         known = self.by_key.get(key) if key else None
         known = known or next((r for _, r in self.order if r is resource), None)
         if known is not None:

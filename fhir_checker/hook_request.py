@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .references import claim_references, second_round_references
+from .references import claim_references, reference_of, resource_key, second_round_references
 
 HOOK = "org.fhir-checker.claim-create"
 
@@ -79,11 +79,6 @@ def parse_call(body: Any, server_allowed: Callable[[str], bool]) -> HookCall:
     return HookCall(hook_instance, server, token, others, failed, claim, claim_ref)
 
 
-def _key(resource: dict[str, Any]) -> str | None:
-    rtype, rid = resource.get("resourceType"), resource.get("id")
-    return f"{rtype}/{rid}" if isinstance(rtype, str) and isinstance(rid, str) else None
-
-
 def prefetched(prefetch: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Resources by ``Type/id`` (and by fullUrl); the prefetch keys that came as OperationOutcome."""
     have: dict[str, dict[str, Any]] = {}
@@ -111,27 +106,24 @@ def prefetched(prefetch: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
                 res = entry.get("resource")
                 if not isinstance(res, dict) or res.get("resourceType") == "OperationOutcome":
                     continue
-                key = _key(res)
+                key = resource_key(res)
                 if key:
                     have.setdefault(key, res)
                 full_url = entry.get("fullUrl")
                 if isinstance(full_url, str):
                     have.setdefault(full_url, res)
             continue
-        key = _key(value)
+        key = resource_key(value)
         if key:
             have.setdefault(key, value)
     return have, failed
 
 
 def _reference(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, dict):
-        ref = value.get("reference")
-        if isinstance(ref, str):
-            return ref.strip() or None
-    return None
+    """``context.claim`` as a reference: ``"Claim/123"`` or ``{"reference": ...}``."""
+    if isinstance(value, str):
+        return value.strip() or None
+    return reference_of(value)
 
 
 def claim_in(context: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:

@@ -78,7 +78,14 @@ def is_local_only(reference: str) -> bool:
 # ------------------------------------------------ what a Claim points at (gathering its input)
 
 
-def _ref(value: Any) -> str | None:
+def resource_key(resource: dict[str, Any]) -> str | None:
+    """``Type/id`` of a resource, when it has both."""
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    return f"{rtype}/{rid}" if isinstance(rtype, str) and isinstance(rid, str) else None
+
+
+def reference_of(value: Any) -> str | None:
+    """A Reference's ``reference`` text, stripped; None when it has none (or is not an object)."""
     if isinstance(value, dict):
         ref = value.get("reference")
         if isinstance(ref, str) and ref.strip():
@@ -93,13 +100,13 @@ def json_objects(value: Any) -> list[dict[str, Any]]:
 
 def claim_references(claim: dict[str, Any]) -> list[str]:
     """What a Claim references that the rules read, in claim order."""
-    refs: list[str | None] = [_ref(claim.get("patient"))]
-    refs += [_ref(i.get("coverage")) for i in json_objects(claim.get("insurance"))]
-    refs += [_ref(d.get("diagnosisReference")) for d in json_objects(claim.get("diagnosis"))]
-    refs += [_ref(p.get("procedureReference")) for p in json_objects(claim.get("procedure"))]
-    refs += [_ref(s.get("valueReference")) for s in json_objects(claim.get("supportingInfo"))]
+    refs: list[str | None] = [reference_of(claim.get("patient"))]
+    refs += [reference_of(i.get("coverage")) for i in json_objects(claim.get("insurance"))]
+    refs += [reference_of(d.get("diagnosisReference")) for d in json_objects(claim.get("diagnosis"))]
+    refs += [reference_of(p.get("procedureReference")) for p in json_objects(claim.get("procedure"))]
+    refs += [reference_of(s.get("valueReference")) for s in json_objects(claim.get("supportingInfo"))]
     for item in json_objects(claim.get("item")):
-        refs += [_ref(e) for e in json_objects(item.get("encounter"))]
+        refs += [reference_of(e) for e in json_objects(item.get("encounter"))]
     return list(dict.fromkeys(r for r in refs if r))
 
 
@@ -107,9 +114,11 @@ def second_round_references(resource: dict[str, Any]) -> list[str]:
     """What a read resource references in turn: Coverage.payor, Procedure.focalDevice.manipulated."""
     rtype = resource.get("resourceType")
     if rtype == "Coverage":
-        return [r for r in (_ref(p) for p in json_objects(resource.get("payor"))) if r]
+        return [r for r in (reference_of(p) for p in json_objects(resource.get("payor"))) if r]
     if rtype == "Procedure":
         return [
-            r for r in (_ref(d.get("manipulated")) for d in json_objects(resource.get("focalDevice"))) if r
+            r
+            for r in (reference_of(d.get("manipulated")) for d in json_objects(resource.get("focalDevice")))
+            if r
         ]
     return []

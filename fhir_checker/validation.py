@@ -15,35 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from .loader import Entry, InputDocument
+from .values import memoised_match
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _DATETIME = re.compile(r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$")
 
-# The same dates come back claim after claim: a regex match is ~1.5k instructions, a memo hit
-# a dict lookup. Bounded (cleared when full), and only for strings of a date's length.
+# Date shapes, remembered by the text (values.memoised_match): the same dates come back claim
+# after claim. Only texts of a date's length (40) are kept; each memo is cleared when full.
 _DATES_SEEN: dict[str, bool] = {}
 _DATETIMES_SEEN: dict[str, bool] = {}
 _SEEN_LIMIT = 50_000
 
 
-def _matches(memo: dict[str, bool], pattern: re.Pattern[str], text: str) -> bool:
-    if len(text) > 40:
-        return bool(pattern.match(text))
-    hit = memo.get(text)
-    if hit is None:
-        hit = bool(pattern.match(text))
-        if len(memo) >= _SEEN_LIMIT:
-            memo.clear()
-        memo[text] = hit
-    return hit
-
-
 def _is_date(v: Any) -> bool:
-    return isinstance(v, str) and _matches(_DATES_SEEN, _DATE, v)
+    return isinstance(v, str) and memoised_match(_DATES_SEEN, _DATE, v, 40, _SEEN_LIMIT)
 
 
 def _is_datetime(v: Any) -> bool:
-    return isinstance(v, str) and _matches(_DATETIMES_SEEN, _DATETIME, v)
+    return isinstance(v, str) and memoised_match(_DATETIMES_SEEN, _DATETIME, v, 40, _SEEN_LIMIT)
 
 
 _CLAIM_STATUS = {"active", "cancelled", "draft", "entered-in-error"}

@@ -6,6 +6,7 @@ report it, the other rules just see nothing there.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -44,3 +45,21 @@ def is_present(value: Any) -> bool:
     if value is None or value == []:
         return False
     return not (isinstance(value, dict) and value.keys() <= {"extension"})
+
+
+def memoised_match(
+    memo: dict[str, bool], pattern: re.Pattern[str], text: str, longest: int, limit: int
+) -> bool:
+    """``bool(pattern.match(text))``, remembered in ``memo`` by the text alone: the same codes
+    and dates come back claim after claim, and a dict hit costs a fraction of a regex match.
+    Texts longer than ``longest`` are answered but not kept (not worth their memory); the
+    memo is cleared when it holds ``limit`` answers."""
+    if len(text) > longest:
+        return bool(pattern.match(text))
+    hit = memo.get(text)
+    if hit is None:
+        hit = bool(pattern.match(text))
+        if len(memo) >= limit:
+            memo.clear()
+        memo[text] = hit
+    return hit
