@@ -10,8 +10,10 @@ import pytest
 from conftest import claim_of, load_fixture
 from test_cds_hooks import check_card
 
+from fhir_checker import hook_cards
 from fhir_checker.findings import Finding, Fix, Severity
-from fhir_checker.hook_cards import apply_fix, card, cards_response, line_label, new_uuid
+from fhir_checker.hook_cards import apply_fix, card, cards_response, line_label, new_uuid, source_label
+from fhir_checker.outcome import CONTEXT_EXTENSION
 
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 SOURCE = {"label": "fhir-checker test@1", "url": "https://x.example/rules"}
@@ -150,7 +152,10 @@ def test_summary_names_the_line_once() -> None:
     assert _summary("Line 2 (76937)", "Line 2: 11 is not a valid modifier.") == (
         "Line 2 (76937): 11 is not a valid modifier."
     )
-    assert _summary("Line 3 (J2001)", "J2001 ended on 2024-09-30.") == "Line 3 (J2001): J2001 ended on 2024-09-30."
+    assert (
+        _summary("Line 3 (J2001)", "J2001 ended on 2024-09-30.")
+        == "Line 3 (J2001): J2001 ended on 2024-09-30."
+    )
     assert _summary(None, "77001 is documented but not billed.") == "77001 is documented but not billed."
 
 
@@ -182,3 +187,29 @@ def test_card_uuids_are_unique_time_ordered_version_7_uuids() -> None:
     for value in ints:
         varying |= (value ^ ints[0]) & random_bits
     assert varying == random_bits
+
+
+def _context(pack: Any, *tables: str) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"url": "claim", "valueReference": {"reference": "Claim/1"}}]
+    if pack is not None:
+        parts.append({"url": "rulePack", "valueString": pack})
+    parts += [{"url": "table", "valueString": t} for t in tables]
+    return {"resourceType": "OperationOutcome", "extension": [{"url": CONTEXT_EXTENSION, "extension": parts}]}
+
+
+def test_source_label_names_the_pack_and_the_newest_table_and_is_memoised_per_version() -> None:
+    a = _context(
+        "cms-practitioner@2026.1", "ptp_practitioner 2024-07-01", "icd10cm_validity 2026-04-01", "x y"
+    )
+    assert source_label(a) == "fhir-checker cms-practitioner@2026.1, tables as of 2026-04-01"
+    assert source_label(a) == source_label(a)  # the memo gives the same answer twice
+    # another table version or pack is another key, not the memoised label of the first
+    newer = _context("cms-practitioner@2026.1", "ptp_practitioner 2026-10-01")
+    assert source_label(newer) == "fhir-checker cms-practitioner@2026.1, tables as of 2026-10-01"
+    assert source_label(_context("other@1")) == "fhir-checker other@1"
+    assert source_label(_context(None, "pfs_pctc 2024")) == "fhir-checker, tables as of 2024"
+    assert source_label({"extension": "not a list"}) == "fhir-checker"
+    for n in range(600):  # bounded: the memo never holds more than a few hundred labels
+        source_label(_context(f"pack-{n}@1", "t 2026-01-01"))
+    assert 0 < len(hook_cards._SOURCE_LABELS) <= 256
+    assert source_label(a) == "fhir-checker cms-practitioner@2026.1, tables as of 2026-04-01"

@@ -149,3 +149,25 @@ def test_hot_routes_are_read_from_the_route_decorators() -> None:
     ]
     with pytest.raises(ValueError):  # an endpoint no router declares: refused at start-up
         routes_of((fhir_operation.router,), (cds_hooks.call_hook,))
+
+
+@pytest.mark.parametrize("escape", [b"\\ud800", b"\\udfff", b"\\ud800x"])
+def test_a_lone_surrogate_escape_in_the_body_is_a_400_at_both_doors(escape: bytes) -> None:
+    """Both doors hand the engine what orjson parsed and skip the re-encoding check a dict
+    from a Python caller gets (loader.load(parsed_json=True)). That holds only while orjson
+    refuses a lone surrogate escape, which JSON text can spell: pinned here."""
+    from fhir_checker.service import cds_hooks
+
+    body = PORT_BYTES.replace(b'"resourceType"', b'"note": "a' + escape + b'b", "resourceType"', 1)
+    assert body != PORT_BYTES
+    with TestClient(create_app(ServiceConfig(auth=False)), raise_server_exceptions=False) as http:
+        r = http.post("/fhir/Claim/$precheck", content=body, headers=FHIR)
+        assert r.status_code == 400 and r.json()["issue"][0]["code"] == "invalid"
+        hook = b'{"hook": "claim-precheck", "hookInstance": "' + escape + b'", "context": {}}'
+        h = http.post(
+            f"/cds-services/{cds_hooks.SERVICE_ID}",
+            content=hook,
+            headers={"Content-Type": "application/json"},
+        )
+        assert h.status_code == 400 and h.json()["resourceType"] == "OperationOutcome"
+        assert "not valid JSON" in h.text

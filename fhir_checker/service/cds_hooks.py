@@ -191,7 +191,8 @@ async def call_hook(request: Request) -> Response:
         time_budget_seconds=cfg.time_budget_seconds - (time.monotonic() - started),
     )
     try:
-        doc = load(gathered.bundle, limits)
+        # Every resource in it came from orjson (the body, or the FHIR server's answers).
+        doc = load(gathered.bundle, limits, parsed_json=True)
     except BadInput as exc:
         raise ServiceError(400, f"context.claim cannot be checked: {exc.message}", code=exc.code) from None
     result = run_engine(doc, profile=cfg.default_profile, limits=limits)

@@ -6,6 +6,7 @@ import gc
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import anyio
@@ -97,10 +98,13 @@ def _profile_part(parsed: dict[str, Any]) -> str | None:
     return None
 
 
-def check_document(parsed: Any, pack: RulePack | None, limits: Limits) -> Result:
-    """Load and check; :class:`ServiceError` for input that cannot be checked at all."""
+def check_document(
+    parsed: Any, pack: RulePack | None, limits: Limits, *, parsed_json: bool = False
+) -> Result:
+    """Load and check; :class:`ServiceError` for input that cannot be checked at all.
+    ``parsed_json``: ``parsed`` came from :func:`.loader.parse_json` (see :func:`.loader.load`)."""
     try:
-        doc = load(parsed, limits)
+        doc = load(parsed, limits, parsed_json=parsed_json)
     except BadInput as exc:
         raise ServiceError(bad_input_status(exc), exc.message, code=exc.code) from None
     return run_engine(doc, profile=pack, limits=limits)
@@ -137,9 +141,11 @@ async def precheck(request: Request) -> Response:
     pack = pack_named(requested or cfg.default_profile)
     limits = replace(limits, time_budget_seconds=cfg.time_budget_seconds - (time.monotonic() - started))
     if len(raw) <= INLINE_BYTES:
-        result = check_document(parsed, pack, limits)
+        result = check_document(parsed, pack, limits, parsed_json=True)
     else:
-        result = await anyio.to_thread.run_sync(check_document, parsed, pack, limits)
+        result = await anyio.to_thread.run_sync(
+            partial(check_document, parsed, pack, limits, parsed_json=True)
+        )
     if result.incomplete:  # over the time budget: the partial outcome, never a 200 that reads clean
         return fhir_response(result.outcome, INCOMPLETE_STATUS)
     return fhir_response(result.outcome)
