@@ -37,6 +37,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from generate_claims import Generator, build_pool  # noqa: E402
+from machine import describe  # noqa: E402
 
 TODAY = date(2026, 11, 22)
 TARGET_ONE_CORE = 3000
@@ -244,6 +245,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-pyoce", action="store_true")
     a = ap.parse_args()
+    say("machine", describe())
 
     from fhir_checker import __version__
     from fhir_checker.registry import all_rules

@@ -50,6 +50,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from generate_claims import Generator, build_pool  # noqa: E402
+from machine import describe  # noqa: E402
 
 FHIR_JSON = "application/fhir+json"
 TARGET_P99_MS = 25.0
@@ -452,6 +453,7 @@ def main() -> int:
         args.client = ["wrk"] if shutil.which("wrk") else ["raw"]
     if "wrk" in args.client and not shutil.which("wrk"):
         raise SystemExit("--client wrk: wrk is not on PATH (Debian/Ubuntu: apt-get install -y wrk)")
+    say("machine", describe())
     say("load generator", ", ".join(args.client) + " (one thread, on the same machine)")
     extra = list(args.serve_arg)
     if args.workers:

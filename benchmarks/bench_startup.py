@@ -24,6 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import describe  # noqa: E402
+
 FIXTURE = ROOT / "fixtures" / "port-placement-aml.json"
 
 _API = r"""
@@ -71,6 +75,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args()
+    say("machine", describe())
     walls, inside = [], []
     for _ in range(a.runs):
         wall, out = timed([sys.executable, "-c", _API, str(FIXTURE)])
