@@ -163,12 +163,6 @@ def fhir_auth(body: dict[str, Any]) -> tuple[str | None, str | None]:
 def local_gather(claim: dict[str, Any], have: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
     """What we can assemble without a FHIR server: a collection Bundle of the Claim and the
     prefetch, and the references still missing."""
-    raw_contained = claim.get("contained")
-    contained: set[str] = set()
-    if isinstance(raw_contained, list):
-        for c in raw_contained:
-            if isinstance(c, dict):
-                contained.add(f"#{c.get('id')}")
     entries: list[dict[str, Any]] = [{"resource": claim}]
     urls: dict[int, str | None] = {}  # resource -> a fullUrl (urn: or absolute) it was given as
     resources: dict[int, dict[str, Any]] = {}
@@ -186,7 +180,9 @@ def local_gather(claim: dict[str, Any], have: dict[str, dict[str, Any]]) -> tupl
         refs.extend(second_round_references(res))
     missing: list[str] = []
     for ref in dict.fromkeys(refs):
-        if ref in contained or ref in have:
+        # A local reference ("#id") is never fetched from anywhere: one that does not resolve
+        # is the claim's own defect, for the engine to report (REF001), as gather_claim does.
+        if ref.startswith("#") or ref in have:
             continue
         parts = ref.rstrip("/").split("/")
         if len(parts) >= 2 and f"{parts[-2]}/{parts[-1]}" in have:

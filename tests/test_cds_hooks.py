@@ -416,3 +416,19 @@ def test_feedback_counted_per_rule(client: TestClient) -> None:
 def test_bad_feedback(client: TestClient, body: dict[str, Any]) -> None:
     resp = client.post(f"{HOOK_URL}/feedback", json=body)
     assert resp.status_code == 400 and resp.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_dangling_local_reference_is_a_finding_not_missing_data(client: TestClient) -> None:
+    """A ``#id`` reference is never read from the prefetch or a server: one that does not
+    resolve (a typo, or a contained resource with no id, once counted as ``#None``) is the
+    claim's defect, a REF001 card, as on the fhirServer path; it used to be a 412."""
+    claim, resources = server_copy()
+    claim = copy.deepcopy(claim)
+    claim["contained"] = [{"resourceType": "Patient"}, {"resourceType": "Patient", "id": 5}]
+    for ref in ("#None", "#5", "#pat-typo"):
+        claim["patient"] = {"reference": ref}
+        resp = client.post(HOOK_URL, json=hook_request(claim, full_prefetch(claim, resources)))
+        cards = check_response(resp)
+        dangling = [c for c in cards if c["source"]["topic"]["code"] == "REF001"]
+        assert dangling, [c["source"]["topic"]["code"] for c in cards]
+        assert dangling[0]["extension"]["org.fhir-checker.finding"]["expression"] == "Claim.patient"

@@ -59,7 +59,7 @@ def _missing_primary(ctx: ClaimContext, r: Rule, edit_type: int) -> Iterator[Fin
     opps = ctx.is_institutional
     severity = Severity.WARNING if opps and r.severity is Severity.ERROR else None
     for ln, edit, day_codes in _addon_lines(ctx, edit_type):
-        if not edit.primaries or day_codes & set(edit.primaries):
+        if not edit.primaries or not day_codes.isdisjoint(edit.primaries):  # no set built per line
             continue
         n = ln.number
         fix = None
