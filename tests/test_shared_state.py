@@ -186,16 +186,16 @@ def test_workers_refuse_a_port_something_already_listens_on() -> None:
         assert workers.run_workers(2, "unused:factory", server) == 1  # no worker is started
 
 
-def test_worker_sockets_share_a_port_and_get_nodelay_connections() -> None:
+def test_the_workers_listening_socket_is_tcp_and_not_shared_with_other_servers() -> None:
     import socket
 
     from fhir_checker.service import workers
 
-    first = workers.listening_socket("127.0.0.1", 0, 16)
-    port = first.getsockname()[1]
-    with first, workers.listening_socket("127.0.0.1", port, 16) as second:
-        assert second.getsockname()[1] == port
+    with workers.listening_socket("127.0.0.1", 0, 16) as first:
+        port = first.getsockname()[1]
         assert first.proto == socket.IPPROTO_TCP  # what asyncio needs to set TCP_NODELAY
+        with pytest.raises(OSError):  # no SO_REUSEPORT: a second server cannot take half of it
+            workers.listening_socket("127.0.0.1", port, 16)
 
 
 def test_a_worker_that_dies_is_replaced_and_the_rest_stop_with_the_parent(tmp_path: Path) -> None:

@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         state_dir = args.state_dir or scratch  # the scratch one goes when the server stops
         shared = {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | None)}
         os.environ[ARGS_ENV] = json.dumps({**shared, "state_dir": state_dir})
-        if workers.supported():  # one SO_REUSEPORT socket per worker: connections spread evenly
+        if workers.supported():  # one shared socket, connections balanced over the workers
             return workers.run_workers(args.workers, factory, server)
         uvicorn.run(factory, factory=True, workers=args.workers, **server)
     return 0

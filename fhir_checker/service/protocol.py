@@ -1,4 +1,5 @@
-"""uvicorn's HTTP protocols with ``TCP_NODELAY`` on every connection, whoever made the socket.
+"""uvicorn's HTTP protocols with ``TCP_NODELAY`` on every connection, whoever made the socket,
+and a count of open connections for ``serve --workers`` (see :mod:`.workers`).
 
 asyncio sets ``TCP_NODELAY`` only on sockets whose ``proto`` is ``IPPROTO_TCP``. With
 ``--workers N`` uvicorn binds the listening socket itself as ``socket.socket(family)``
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -19,6 +21,16 @@ try:  # httptools is a dependency; without it, --http h11 still works
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 except ImportError:  # pragma: no cover - only where httptools is missing
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+
+#: Called when a connection closes: a worker's :class:`~.workers.BalancedListener` keeps its
+#: count of open connections with it. None in a single-process server.
+on_connection_lost: Callable[[], None] | None = None
+
+
+def _closed() -> None:
+    if on_connection_lost is not None:
+        on_connection_lost()
 
 
 def _no_delay(transport: asyncio.BaseTransport) -> None:
@@ -33,6 +45,10 @@ class NoDelayH11Protocol(H11Protocol):
         _no_delay(transport)
         super().connection_made(transport)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        _closed()
+        super().connection_lost(exc)
+
 
 if HttpToolsProtocol is not None:
 
@@ -40,6 +56,10 @@ if HttpToolsProtocol is not None:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             _no_delay(transport)
             super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            _closed()
+            super().connection_lost(exc)
 
 
 def protocol_for(name: str) -> str:
