@@ -9,9 +9,9 @@ hook at 50 clients: 22-31 ms against 18-19 ms for two servers given 25 clients e
 
 So the workers share one socket (made here, inherited by each), and :class:`BalancedListener`
 counts each worker's open connections in shared memory: a worker that has more than the
-least-loaded one leaves a waiting connection to it (the same readiness wakes every worker),
-as Node's cluster module and Envoy's ``exact_balance`` do. A worker never waits on another
-for long: after :attr:`BalancedListener.MAX_DEFER_SECONDS` it accepts anyway.
+least-loaded one leaves a waiting connection to it (the same readiness wakes every worker):
+the aim of Node's cluster round-robin and Envoy's ``exact_balance``. A worker never waits on
+another for long: after :attr:`BalancedListener.MAX_DEFER_SECONDS` it accepts anyway.
 
 The parent only supervises: it starts the workers (spawned, so each loads its own tables),
 restarts one that dies, and stops them all on SIGINT / SIGTERM.
