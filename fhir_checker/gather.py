@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fhirclient import FhirClient, FhirError
-from .references import claim_references, json_objects, resource_key, second_round_references
+from .references import claim_references, resource_key, second_round_references
 
 __all__ = ["Gathered", "claim_references", "gather_claim", "second_round_references"]
 
@@ -75,10 +75,6 @@ class _Found:
         return rel in self.by_key or rel.split("/_history/", 1)[0] in self.by_key
 
 
-def _contained_ids(claim: dict[str, Any]) -> set[str]:
-    return {f"#{c['id']}" for c in json_objects(claim.get("contained")) if isinstance(c.get("id"), str)}
-
-
 async def _round(
     client: FhirClient,
     found: _Found,
@@ -128,9 +124,8 @@ async def gather_claim(
             found.add(resource, as_key=key)
     missing: list[str] = []
     errors: dict[str, FhirError] = {}
-    contained = _contained_ids(claim)
-    first = [r for r in claim_references(claim) if r not in contained]
-    await _round(client, found, first, missing, errors)
+    # _round skips every "#id" reference: contained ones are never read from the server.
+    await _round(client, found, claim_references(claim), missing, errors)
     # Second round: what the first-round resources (and the prefetched ones) point at.
     second = [r for _, res in found.order for r in second_round_references(res)]
     await _round(client, found, second, missing, errors)

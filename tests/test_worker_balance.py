@@ -124,9 +124,15 @@ def test_the_protocols_report_closed_connections(monkeypatch: pytest.MonkeyPatch
     closed: list[int] = []
     monkeypatch.setattr(protocol, "on_connection_lost", lambda: closed.append(1))
 
-    for cls in (protocol.NoDelayHttpToolsProtocol, protocol.NoDelayH11Protocol):
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    for cls, uvicorns in (
+        (protocol.NoDelayHttpToolsProtocol, HttpToolsProtocol),
+        (protocol.NoDelayH11Protocol, H11Protocol),
+    ):
         proto = cls.__new__(cls)
-        monkeypatch.setattr(cls.__mro__[1], "connection_lost", lambda self, exc: None)
+        monkeypatch.setattr(uvicorns, "connection_lost", lambda self, exc: None)
         proto.connection_lost(None)
     assert closed == [1, 1]
 

@@ -40,8 +40,10 @@ def _no_delay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class NoDelayH11Protocol(H11Protocol):
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+class _Connection(asyncio.Protocol):
+    """What both protocols add to uvicorn's: ``TCP_NODELAY``, and closed connections reported."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         _no_delay(transport)
         super().connection_made(transport)
 
@@ -50,16 +52,14 @@ class NoDelayH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
+class NoDelayH11Protocol(_Connection, H11Protocol):
+    pass
+
+
 if HttpToolsProtocol is not None:
 
-    class NoDelayHttpToolsProtocol(HttpToolsProtocol):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            _no_delay(transport)
-            super().connection_made(transport)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            _closed()
-            super().connection_lost(exc)
+    class NoDelayHttpToolsProtocol(_Connection, HttpToolsProtocol):
+        pass
 
 
 def protocol_for(name: str) -> str:
