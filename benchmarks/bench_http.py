@@ -330,14 +330,18 @@ async def run_level(
     return latencies, errors, time.perf_counter() - started
 
 
-def report(name: str, clients: int, lat: list[float], errors: int, elapsed: float, cpu: str = "") -> None:
+def report(
+    name: str, clients: int, lat: list[float], errors: int, elapsed: float, cpu: str = ""
+) -> float | None:
+    """Print one level's figures; its p99 in ms (None when no request completed)."""
     if not lat:
         say(f"{name} x{clients}", "no request completed")
-        return
+        return None
     lat.sort()
     p50 = 1000 * lat[len(lat) // 2]
     p99 = 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     report_figures(name, clients, p50, p99, len(lat) / elapsed, errors, cpu)
+    return p99
 
 
 def report_figures(
@@ -392,8 +396,9 @@ async def one_level(
         lat, errors, elapsed = await run_level(
             client, path, bodies, clients, args.seconds, args.max_requests, kind == "raw"
         )
-        report(f"{name} [{kind}]", clients, lat, errors, elapsed, cpu_note(args, server_cpu, None, len(lat)))
-        return 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None
+        return report(
+            f"{name} [{kind}]", clients, lat, errors, elapsed, cpu_note(args, server_cpu, None, len(lat))
+        )
     finally:
         await asyncio.sleep(0.2)
 
@@ -479,6 +484,8 @@ def main() -> int:
     ap.add_argument("--claims", type=int, default=200, help="distinct claims cycled through")
     ap.add_argument("--seed", type=int, default=11)
     args = ap.parse_args()
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
     if args.client is None:
         args.client = ["wrk"] if shutil.which("wrk") else ["raw"]
     if "wrk" in args.client and not shutil.which("wrk"):
