@@ -291,7 +291,10 @@ def test_checkpoints_run_off_the_request_path(tmp_path: Path) -> None:
 def cards_in_database(path: Path) -> dict[str, str]:
     db = sqlite3.connect(path / shared_state.FILE_NAME)
     try:
-        return {str(u): str(r) for u, r in db.execute("SELECT uuid, rule_id FROM card")}
+        written: dict[str, str] = {}
+        for (cards,) in db.execute("SELECT cards FROM card_batch ORDER BY id"):
+            written.update(json.loads(cards))
+        return written
     finally:
         db.close()
 
@@ -344,3 +347,32 @@ def test_the_buffer_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert store.flush(shared_state.connect(tmp_path)) == 2
     store.remember([card("c", "R1")])  # room again once written
     assert store.knows("c")
+
+
+def test_a_flush_is_one_row_and_feedback_finds_its_card_in_it(tmp_path: Path) -> None:
+    """Cards are written a batch to a row; a card is found in the newest batch whose uuid
+    range holds it, also when another batch's range overlaps (another worker, same moments)."""
+    (_, one), (_, two) = shared_stores(tmp_path), shared_stores(tmp_path)
+    db = shared_state.connect(tmp_path)
+    one.remember([card("b-1", "PTP001"), card("b-5", "MUE001")])
+    two.remember([card("b-3", "ADD001"), card("b-7", "ADD001")])  # its range overlaps one's
+    assert one.flush(db) == 2 and two.flush(db) == 2
+    assert db.execute("SELECT COUNT(*), SUM(n) FROM card_batch").fetchone() == (2, 4)
+    assert [two._rule_of(c) for c in ("b-1", "b-3", "b-5", "b-7")] == ["PTP001", "ADD001", "MUE001", "ADD001"]
+    assert two._rule_of("b-4") is None and two._rule_of("a") is None and two._rule_of("z") is None
+    one.remember([card("b-5", "DX001")])  # the same uuid again: the newest batch says
+    one.flush(db)
+    assert two._rule_of("b-5") == "DX001"
+
+
+def test_the_card_table_keeps_the_newest_batches_holding_max_cards(tmp_path: Path) -> None:
+    db = shared_state.connect(tmp_path)
+    store = shared_state.SqliteFeedbackStore(db, max_cards=4)
+    for n in range(5):  # five batches of two cards
+        store.remember([card(f"t-{n}-a", "R1"), card(f"t-{n}-b", "R2")])
+        store._flushes = 15  # the trim runs on the next (16th) flush
+        store.flush(db)
+    # After the last flush: batches 3 and 4 hold the 4 newest cards; 0-2 are gone.
+    assert sorted(cards_in_database(tmp_path)) == ["t-3-a", "t-3-b", "t-4-a", "t-4-b"]
+    assert store.knows("t-4-b") and not store.knows("t-2-a")
+    assert store.stats()["cardsRemembered"] == 4

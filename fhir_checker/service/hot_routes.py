@@ -9,7 +9,8 @@ answers :func:`.errors.install_handlers` gives (a ServiceError's OperationOutcom
 500 for anything unexpected). Everything else, other methods on these paths included, falls
 through to FastAPI, which also still documents both routes in the OpenAPI.
 
-It sits inside the access log and CORS middleware, so both still apply. One difference from
+It sits inside the access log and CORS middleware, so both still apply, and outside FastAPI
+itself (:class:`.app.CheckerApp`): a claim never enters FastAPI's own middleware. One difference from
 the FastAPI route: an unexpected exception is logged and answered (500 OperationOutcome)
 here, not re-raised to the server, so the 500 carries the CORS headers too.
 """
