@@ -124,6 +124,34 @@ def test_hot_routes_answer_errors_as_the_rest_of_the_service_does(monkeypatch: p
         assert "secret" not in boom.text  # no exception text or traceback reaches the client
 
 
+def test_the_claim_routes_never_enter_fastapis_own_middleware() -> None:
+    """CheckerApp.front serves the claim routes ahead of FastAPI's middleware stack; every
+    other route still goes through it."""
+    app = create_app(ServiceConfig(auth=False))
+    with TestClient(app, raise_server_exceptions=True) as http:
+
+        async def broken(scope: Any, receive: Any, send: Any) -> None:
+            raise AssertionError("FastAPI's middleware stack used")
+
+        app.middleware_stack = broken
+        r = http.post("/fhir/Claim/$precheck", content=PORT_BYTES, headers=FHIR)
+        assert r.status_code == 200 and r.json()["resourceType"] == "OperationOutcome"
+        with pytest.raises(AssertionError, match="middleware stack used"):
+            http.get("/fhir/metadata")
+
+
+def test_cors_and_the_access_log_still_wrap_the_other_routes(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = ServiceConfig(auth=False, cors_origins=("https://ehr.example.org",))
+    with TestClient(create_app(cfg)) as http, caplog.at_level("INFO", logger="fhir_checker.service.access"):
+        r = http.get("/fhir/metadata", headers={"Origin": "https://ehr.example.org"})
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://ehr.example.org"
+    logged = [rec for rec in caplog.records if rec.name == "fhir_checker.service.access"]
+    assert [(getattr(rec, "route", None), getattr(rec, "status", None)) for rec in logged] == [
+        ("/fhir/metadata", 200)
+    ]
+
+
 def test_cors_still_applies_to_the_hot_routes() -> None:
     cfg = ServiceConfig(auth=False, cors_origins=("https://ehr.example.org",))
     with TestClient(create_app(cfg)) as http:

@@ -32,11 +32,12 @@ __all__ = ["ServiceConfig", "create_app"]
 class CheckerApp(FastAPI):
     """FastAPI, entered through ``front`` (the access log, CORS and the claim routes).
 
-    FastAPI's own per-request layers (its telemetry check, error, exception-telemetry and
-    body-limit middleware: five ASGI calls, each wrapping ``send``) cost as much CPU as the
-    access log, CORS and the claim route's dispatch together, on every claim. The claim
-    routes answer every error themselves (:mod:`.hot_routes`), so they skip those layers;
-    every other request, and the lifespan, goes through all of them as before.
+    FastAPI's own per-request layers (its telemetry check, then error, exception-telemetry
+    and body-limit middleware, each wrapping ``send``) were 2.7 % of a CDS hook request's
+    instructions (callgrind, a uvicorn worker under load: 1.848M -> 1.799M). The claim
+    routes answer every error themselves (:mod:`.hot_routes`) and limit their bodies
+    themselves (:mod:`.body`), so they skip those layers; every other request, and the
+    lifespan, goes through all of them as before, inside the same access log and CORS.
     """
 
     front: ASGIApp
