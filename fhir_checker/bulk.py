@@ -566,7 +566,7 @@ def _fail(message: str) -> int:
 def run_ndjson_cli(args: argparse.Namespace) -> int:
     """``fhir-checker check --ndjson FILE|-``: see the module doc for the contract."""
     from .packs import PackError
-    from .report import write_summary
+    from .report import summary_path_problem, write_summary
 
     if getattr(args, "paths", None):
         return _fail("give either PATHs or --ndjson FILE, not both")
@@ -577,6 +577,9 @@ def run_ndjson_cli(args: argparse.Namespace) -> int:
     for summary_path in summary_paths:
         if summary_path.suffix.lower() not in (".html", ".htm", ".json"):
             return _fail(f"--summary {summary_path}: name a .html or .json file")
+        problem = summary_path_problem(summary_path)
+        if problem:  # before the run: on a day's claims it would fail minutes later
+            return _fail(problem)
     jobs = int(getattr(args, "jobs", 0) or 0)
     if jobs < 0:
         return _fail("--jobs must be 0 (all cores) or more")
@@ -625,18 +628,21 @@ def run_ndjson_cli(args: argparse.Namespace) -> int:
             stream.close()
     elapsed = time.perf_counter() - started
     for summary_path in summary_paths:
-        write_summary(
-            summary_path,
-            tally,
-            source="<stdin>" if source == "-" else str(source),
-            elapsed_s=elapsed,
-            jobs=jobs or default_jobs(),
-            options={
-                "profile": options.profile or "by claim type",
-                "today": (options.today or date.today()).isoformat(),
-                "validation": options.validation,
-            },
-        )
+        try:
+            write_summary(
+                summary_path,
+                tally,
+                source="<stdin>" if source == "-" else str(source),
+                elapsed_s=elapsed,
+                jobs=jobs or default_jobs(),
+                options={
+                    "profile": options.profile or "by claim type",
+                    "today": (options.today or date.today()).isoformat(),
+                    "validation": options.validation,
+                },
+            )
+        except OSError as exc:  # the outcomes are out; say the report is not
+            return _fail(f"cannot write the summary {summary_path}: {exc.strerror or exc}")
     if tally.bad_lines:
         return EXIT_BAD_LINES
     return EXIT_ERRORS if tally.error_claims else EXIT_CLEAN

@@ -257,8 +257,37 @@ information allowed). Unreadable lines are not claims and are not in the rate.</
 """
 
 
+def summary_path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot take a summary, or None: checked before a bulk run, not after it.
+
+    Missing folders are fine (:func:`write_summary` creates them), as long as the nearest
+    existing one is a folder this process may write in."""
+    if path.is_dir():
+        return f"--summary {path}: is a directory"
+    parent = path.parent
+    while not parent.exists():
+        if parent == parent.parent:
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--summary {path}: {parent} is not a directory"
+    try:  # a real file, not os.access: that says yes to root, even where nothing can be made
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".fhir-checker-probe."):
+            pass
+    except OSError as exc:
+        return f"--summary {path}: cannot write in {parent} ({exc.strerror or exc})"
+    return None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_summary(path: Path, tally: Tally, **meta: Any) -> dict[str, Any]:
-    """Write the summary as JSON or HTML (by suffix), atomically; returns the summary."""
+    """Write the summary as JSON or HTML (by suffix), atomically; returns the summary.
+    Raises OSError when it cannot be written."""
     summary = summarize(tally, **meta)
     if path.suffix.lower() == ".json":
         data = orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n"
@@ -269,6 +298,8 @@ def write_summary(path: Path, tally: Tally, **meta: Any) -> dict[str, Any]:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        # mkstemp makes it 0600; a report is for whoever publishes it: the mode open() would give.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -337,6 +337,54 @@ def test_summary_needs_a_known_suffix(tmp_path: Path, capfd: pytest.CaptureFixtu
     assert ".html or .json" in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["a-directory", "under-a-file", "unwritable"])
+def test_an_unwritable_summary_fails_before_the_run(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], where: str
+) -> None:
+    path = _write(tmp_path, [_line(_claim(1))])
+    if where == "a-directory":
+        target = tmp_path / "s.json"
+        target.mkdir()
+    elif where == "under-a-file":
+        target = path / "s.json"  # the input file taken for a folder
+    else:
+        # /proc takes no new files, not even root's (who would ignore a folder's mode bits)
+        target = Path("/proc/fhir-checker-test/s.json")
+    assert main(["check", "--ndjson", str(path), "--summary", str(target)]) == 2
+    captured = capfd.readouterr()
+    assert captured.out == ""  # refused before a single claim ran
+    assert "--summary" in captured.err and "Traceback" not in captured.err
+    assert not target.is_file()
+
+
+def test_a_summary_that_fails_at_the_end_is_a_message_not_a_traceback(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fhir_checker import report
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_summary", disk_full)
+    path = _write(tmp_path, [_line(_claim(1)), _line(_claim(2))])
+    assert main(["check", "--ndjson", str(path), "--summary", str(tmp_path / "s.json")]) == 2
+    captured = capfdbinary.readouterr()
+    assert len(captured.out.splitlines()) == 2  # the outcomes were written all the same
+    assert b"cannot write the summary" in captured.err and b"No space left" in captured.err
+
+
+def test_the_summary_gets_the_mode_open_would_give(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, [_line(_claim(1))])
+    old = os.umask(0o022)
+    try:
+        assert main(["check", "--ndjson", str(path), "--summary", str(tmp_path / "s.html")]) == 0
+    finally:
+        os.umask(old)
+    capfd.readouterr()
+    assert (tmp_path / "s.html").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
 def test_unknown_profile_fails_before_reading(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path, [_line(_claim(1))])
     assert main(["check", "--ndjson", str(path), "--profile", "no-such-pack"]) == 2
