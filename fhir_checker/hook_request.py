@@ -54,10 +54,11 @@ def parse_call(body: Any, server_allowed: Callable[[str], bool]) -> HookCall:
     not valid, 403 when its ``fhirServer`` is not one ``server_allowed`` accepts."""
     if not isinstance(body, dict):
         raise HookCallError(400, "a CDS Hooks request is a JSON object")
-    if body.get("hook") != HOOK:
-        raise HookCallError(
-            400, f"this service answers the hook {HOOK!r}, not {str(body.get('hook'))[:80]!r}"
-        )
+    hook = body.get("hook")
+    if hook is None:
+        raise HookCallError(400, f"hook is required: this service answers the hook {HOOK!r}")
+    if hook != HOOK:
+        raise HookCallError(400, f"this service answers the hook {HOOK!r}, not {str(hook)[:80]!r}")
     hook_instance = body.get("hookInstance")
     if not isinstance(hook_instance, str):
         raise HookCallError(400, "hookInstance is required")

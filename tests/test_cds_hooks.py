@@ -350,7 +350,8 @@ def test_fhir_server_off_the_allowlist_is_never_called(client: TestClient) -> No
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        ({"hook": "order-sign"}, "hook"),
+        ({"hook": "order-sign"}, "not 'order-sign'"),
+        ({"hook": None}, "hook is required"),
         ({"context": {"claim": "Claim/1"}}, "patientId"),
         ({"context": {"patientId": "p"}}, "context.claim"),
         ({"context": {"patientId": "p", "claim": {"resourceType": "Patient"}}}, "context.claim"),

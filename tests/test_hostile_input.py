@@ -829,3 +829,11 @@ def test_a_number_where_a_list_belongs_gives_an_outcome(mutate: Any) -> None:
     outcome = fhir_checker.check(bundle, today=TODAY)
     assert_valid_outcome(outcome)
     assert_expressions_resolve(outcome, bundle)
+
+
+def test_cli_a_bad_today_names_the_format(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["check", "--today", "notadate", "fixtures/port-placement-aml.json"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "'notadate' is not a date: give YYYY-MM-DD" in err and "fromisoformat" not in err

@@ -16,6 +16,14 @@ from ..logs import add_logging_options, configure_from_args
 EXIT_CLEAN, EXIT_ERRORS, EXIT_BAD_INPUT = 0, 1, 2
 
 
+def _date(text: str) -> date:
+    """``--today``: argparse's own message for a bad one would name ``fromisoformat``."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date: give YYYY-MM-DD") from None
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "check",
@@ -32,7 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument("--profile", help="rule pack name or YAML path (default: by claim type)")
     p.add_argument("--select", action="append", help="rule ids / prefixes / categories to run")
     p.add_argument("--ignore", action="append", help="rule ids / prefixes / categories to skip")
-    p.add_argument("--today", type=date.fromisoformat, help="check as of this date (YYYY-MM-DD)")
+    p.add_argument("--today", type=_date, help="check as of this date (YYYY-MM-DD)")
     p.add_argument(
         "--validation",
         choices=("auto", "full"),
