@@ -56,3 +56,30 @@ def test_readme_first_command_exit_code_and_output() -> None:
         "UNI001",
         "UNB001",
     }
+
+
+def test_readme_first_command_as_a_table_piped() -> None:
+    """The README's own command (--format table), its output piped: 160 columns, not rich's
+    80 (which folds each finding into a tall narrow cell), unless COLUMNS says otherwise."""
+    import os
+
+    from fhir_checker.cli.table import PIPED_WIDTH
+
+    files = [str(FIXTURES / "port-placement-aml.json"), str(FIXTURES / "port-placement-miscoded.json")]
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    widths = {}
+    for columns in (None, "100"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "fhir_checker", "check", *files, "--format", "table"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env if columns is None else {**env, "COLUMNS": columns},
+        )
+        assert proc.returncode == 1, proc.stderr
+        for code in ("CLEAN", "MOD001", "ADD001", "UNI001", "UNB001"):
+            assert code in proc.stdout
+        widths[columns] = max(len(line) for line in proc.stdout.splitlines())
+    assert 80 < widths[None] <= PIPED_WIDTH
+    assert widths["100"] <= 100
