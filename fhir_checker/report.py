@@ -8,7 +8,6 @@ small whatever the input size, and it is cheap to send back from worker processe
 from __future__ import annotations
 
 import html
-import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from .files import atomic_write, mode_open_would_give
 from .tally import Tally
 
 TOP_CODES = 25
@@ -279,12 +279,6 @@ def summary_path_problem(path: Path) -> str | None:
     return None
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it is to set it: put it straight back
-    os.umask(mask)
-    return mask
-
-
 def write_summary(path: Path, tally: Tally, **meta: Any) -> dict[str, Any]:
     """Write the summary as JSON or HTML (by suffix), atomically; returns the summary.
     Raises OSError when it cannot be written."""
@@ -293,15 +287,6 @@ def write_summary(path: Path, tally: Tally, **meta: Any) -> dict[str, Any]:
         data = orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n"
     else:
         data = render_html(summary).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        # mkstemp makes it 0600; a report is for whoever publishes it: the mode open() would give.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # A report is for whoever publishes it: the mode open() would give, not mkstemp's 0600.
+    atomic_write(path, lambda fh: fh.write(data), mode=mode_open_would_give())
     return summary

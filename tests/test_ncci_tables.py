@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fhir_checker.tables import Tables, get_tables, ncci
+from fhir_checker import files
+from fhir_checker.tables import Tables, get_tables
 from fhir_checker.tables.ncci import (
     NO_START,
     OPEN_END,
@@ -85,8 +86,8 @@ def test_ptp_pack_is_written_atomically(tmp_path: Path, monkeypatch: pytest.Monk
         raise OSError(28, "No space left on device")
 
     # os.fsync, not a function of ncci: that module is compiled (setup.py), and calls
-    # inside it do not go through its module attributes.
-    monkeypatch.setattr(ncci.os, "fsync", disk_full)
+    # inside it do not go through its module attributes. The write itself is files.atomic_write.
+    monkeypatch.setattr(files.os, "fsync", disk_full)
     with pytest.raises(OSError):
         write_ptp([PtpRow("36561", "96523", 0, OPEN_END, 0, "y")], path, {})
     assert path.read_bytes() == before

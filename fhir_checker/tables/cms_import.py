@@ -35,6 +35,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write
 from .ncci import (
     NO_PRIMARY,
     NO_START,
@@ -42,7 +43,6 @@ from .ncci import (
     AddonRow,
     Mue,
     PtpColumns,
-    _atomic_write,
     is_packable_code,
     write_addons,
     write_mue,
@@ -340,7 +340,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    _atomic_write(directory / "manifest.json", lambda fh: fh.write(body))
+    atomic_write(directory / "manifest.json", lambda fh: fh.write(body))
 
 
 @dataclass

@@ -28,9 +28,7 @@ import gzip
 import io
 import json
 import mmap
-import os
 import struct
-import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +38,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from ..files import atomic_write
 
 OPEN_END = 99991231
 NO_START = 0
@@ -217,7 +217,7 @@ def write_ptp(rows: PtpColumns | Iterable[PtpRow], path: Path, meta: dict[str, A
             header["arrays"][name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "offset": pos}
             pos = _aligned(pos + arr.nbytes)
     hbytes = json.dumps(header, sort_keys=True).encode()
-    _atomic_write(path, lambda fh: _write_ptp_body(fh, hbytes, header, arrays))
+    atomic_write(path, lambda fh: _write_ptp_body(fh, hbytes, header, arrays))
     return len(i1)
 
 
@@ -227,22 +227,6 @@ def _write_ptp_body(fh: Any, hbytes: bytes, header: dict[str, Any], arrays: dict
         off = header["arrays"][name]["offset"]
         fh.write(b"\0" * (off - fh.tell()))
         fh.write(np.ascontiguousarray(arr).tobytes())
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write via a temporary file in the same directory, then rename: never a half table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a data file is for every user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class PtpTable:
@@ -397,7 +381,7 @@ def _write_tsv_gz(path: Path, header: Sequence[str], rows: Iterable[Sequence[obj
         with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:  # mtime=0: same bytes each build
             gz.write(data)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return n
 
 
